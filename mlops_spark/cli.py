@@ -1,0 +1,156 @@
+"""`mlops-spark <job>`: argument parsing only, then a job function.
+
+Exit codes: 0 done (or nothing to do), 1 the job failed, 2 bad usage or config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from mlops_spark.errors import MlopsError, UsageError
+
+DEFAULT_CONF = "conf/flights.yml"
+
+JOBS: dict[str, str] = {
+    "ingest": "Land the source's tables in bronze Delta tables (--date plays back one day).",
+    "validate": "Check bronze partitions against expectations; write silver and quarantine.",
+    "features": "Compute the feature table for new silver partitions (point-in-time joins).",
+    "train": "Fit the model on the train range, log to MLflow, register it as @challenger.",
+    "promote": "Gate @challenger against @champion on the holdout; move @champion if it wins.",
+    "score": "Score feature partitions not yet scored by the model; write predictions.",
+    "pipeline": "Run ingest -> validate -> features -> train -> promote -> score.",
+}
+
+EPILOG = """\
+Every job reads its settings from a use-case YAML file layered as
+  <conf dir>/base.yml < --conf FILE < <conf dir>/<env>.yml < --set key.path=value
+and appends one row to the jobs audit table (<lake.root>/ops/jobs).
+Exit codes: 0 done or nothing to do, 1 job failed, 2 bad usage or config.
+Example: mlops-spark pipeline --conf conf/flights.yml --env local
+"""
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (expected YYYY-MM-DD)") from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="mlops-spark",
+        description="Production ML jobs on Apache Spark and Delta Lake, tracked in MLflow.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="job", metavar="<job>", parser_class=_Parser)
+    for job, help_text in JOBS.items():
+        p = sub.add_parser(job, help=help_text, description=help_text, epilog=EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--conf", default=os.environ.get("MLOPS_SPARK_CONF", DEFAULT_CONF),
+                       help=f"use-case config file (default: $MLOPS_SPARK_CONF or {DEFAULT_CONF})")
+        p.add_argument("--env", default=os.environ.get("MLOPS_SPARK_ENV"),
+                       help="environment overlay: <conf dir>/<env>.yml, e.g. local or cluster")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                       help="override one config value (repeatable), e.g. --set model.params.maxIter=20")
+        dates = p.add_argument_group("partitions")
+        dates.add_argument("--date", type=_date, help="only this partition date (YYYY-MM-DD)")
+        dates.add_argument("--from", dest="start", type=_date, help="first partition date of a range")
+        dates.add_argument("--to", dest="end", type=_date, help="last partition date of a range")
+        if job == "train":
+            p.add_argument("--reproduce", metavar="RUN_ID",
+                           help="retrain from a run's recorded config and feature-table version")
+        if job == "promote":
+            g = p.add_mutually_exclusive_group()
+            g.add_argument("--to-version", type=_positive_int, metavar="N", help="roll @champion back (or forward) to version N")
+            g.add_argument("--approve", type=_positive_int, metavar="N", help="approve pending version N (approval mode)")
+            g.add_argument("--reject", type=_positive_int, metavar="N", help="reject pending version N (approval mode)")
+            p.add_argument("--dry-run", action="store_true", help="decide and report; move nothing")
+            p.add_argument("--approver", help="name recorded with --approve/--reject/--to-version (default: $USER)")
+        if job in ("score", "pipeline"):
+            p.add_argument("--maintenance", action="store_true", help="OPTIMIZE and VACUUM the predictions table after scoring")
+        if job == "score":
+            g = p.add_mutually_exclusive_group()
+            g.add_argument("--alias", help="score with the model at this alias (default: scoring.alias)")
+            g.add_argument("--model-version", type=_positive_int, metavar="N", help="score with version N")
+    return parser
+
+
+def _job_function(job: str) -> Callable[..., Any]:
+    from mlops_spark import jobs as _  # noqa: F401 - import errors surface here, after parsing
+
+    module = __import__(f"mlops_spark.jobs.{job}", fromlist=[job])
+    return getattr(module, job)  # type: ignore[no-any-return]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        ns = parser.parse_args(argv)
+        if not ns.job:
+            parser.print_help()
+            return 2
+        from mlops_spark.config import load_config
+        from mlops_spark.jobs.args import JobArgs
+
+        config = load_config(ns.conf, ns.env, ns.overrides)
+        args = JobArgs(
+            date=ns.date, start=ns.start, end=ns.end,
+            reproduce=getattr(ns, "reproduce", None),
+            to_version=getattr(ns, "to_version", None),
+            approve=getattr(ns, "approve", None),
+            reject=getattr(ns, "reject", None),
+            dry_run=getattr(ns, "dry_run", False),
+            model_version=getattr(ns, "model_version", None),
+            alias=getattr(ns, "alias", None),
+            approver=getattr(ns, "approver", None),
+            maintenance=getattr(ns, "maintenance", False),
+        )
+    except UsageError as exc:
+        print(f"mlops-spark: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        _job_function(ns.job)(config, args)
+    except UsageError as exc:
+        print(f"mlops-spark {ns.job}: error: {exc}", file=sys.stderr)
+        return 2
+    except MlopsError as exc:
+        print(f"mlops-spark {ns.job}: failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"mlops-spark {ns.job}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the traceback was printed by run_job
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"mlops-spark {ns.job}: failed: {type(exc).__name__}: {first}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def entry_point() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

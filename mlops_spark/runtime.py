@@ -1,0 +1,189 @@
+"""What every job shares: its context, the jobs audit table and the closing summary.
+
+Jobs are wiring: ``args -> config -> session -> read -> transforms -> write -> summary``.
+`run_job` wraps that wiring so every run, successful or not, appends one row to the jobs
+audit table and ends with a short summary; exceptions propagate for the CLI to map to an
+exit code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyspark.sql import SparkSession
+from pyspark.sql import types as T
+
+from mlops_spark import lake
+from mlops_spark.config import AppConfig
+from mlops_spark.errors import MlopsError
+from mlops_spark.lake import TableRef, WriteResult
+from mlops_spark.session import get_spark
+
+AUDIT_SCHEMA = T.StructType(
+    [
+        T.StructField("job", T.StringType(), False),
+        T.StructField("run_id", T.StringType(), False),
+        T.StructField("arguments", T.StringType(), True),
+        T.StructField("started_at", T.TimestampType(), False),
+        T.StructField("ended_at", T.TimestampType(), False),
+        T.StructField("duration_s", T.DoubleType(), False),
+        T.StructField("status", T.StringType(), False),
+        T.StructField("rows_read", T.LongType(), True),
+        T.StructField("rows_written", T.LongType(), True),
+        T.StructField(
+            "tables_read",
+            T.ArrayType(
+                T.StructType(
+                    [
+                        T.StructField("name", T.StringType()),
+                        T.StructField("path", T.StringType()),
+                        T.StructField("version", T.LongType()),
+                    ]
+                )
+            ),
+            True,
+        ),
+        T.StructField(
+            "tables_written",
+            T.ArrayType(
+                T.StructType(
+                    [
+                        T.StructField("name", T.StringType()),
+                        T.StructField("path", T.StringType()),
+                        T.StructField("version", T.LongType()),
+                        T.StructField("rows", T.LongType()),
+                    ]
+                )
+            ),
+            True,
+        ),
+        T.StructField("summary", T.StringType(), True),
+        T.StructField("error", T.StringType(), True),
+    ]
+)
+
+
+@dataclass
+class JobContext:
+    """Handed to a job body: config, session, run id, and what the job read and wrote."""
+
+    job: str
+    config: AppConfig
+    spark: SparkSession
+    arguments: dict[str, Any]
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    started: float = field(default_factory=time.time)
+    reads: list[TableRef] = field(default_factory=list)
+    writes: list[WriteResult] = field(default_factory=list)
+    rows_read: int = 0
+    lines: list[str] = field(default_factory=list)
+    result: dict[str, Any] = field(default_factory=dict)
+
+    def table_path(self, layer: str, name: str) -> str:
+        return self.config.table_path(layer, name)
+
+    def read(self, ref: TableRef) -> None:
+        if ref not in self.reads:
+            self.reads.append(ref)
+
+    def wrote(self, result: WriteResult) -> WriteResult:
+        self.writes.append(result)
+        return result
+
+    def say(self, line: str) -> None:
+        """One line of the job's summary (also printed as progress when it happens)."""
+        self.lines.append(line)
+        progress(f"[{self.job}] {line}")
+
+    @property
+    def rows_written(self) -> int:
+        return sum(w.rows_written for w in self.writes)
+
+
+def progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def audit_path(config: AppConfig) -> str:
+    return config.table_path("ops", "jobs")
+
+
+def _audit_row(ctx: JobContext, status: str, error: str | None, summary: str) -> dict[str, Any]:
+    ended = time.time()
+    return {
+        "job": ctx.job,
+        "run_id": ctx.run_id,
+        "arguments": json.dumps(ctx.arguments, default=str, sort_keys=True),
+        "started_at": dt.datetime.fromtimestamp(ctx.started, tz=dt.UTC).replace(tzinfo=None),
+        "ended_at": dt.datetime.fromtimestamp(ended, tz=dt.UTC).replace(tzinfo=None),
+        "duration_s": round(ended - ctx.started, 3),
+        "status": status,
+        "rows_read": ctx.rows_read,
+        "rows_written": ctx.rows_written,
+        "tables_read": [{"name": r.name, "path": r.path, "version": r.version} for r in ctx.reads],
+        "tables_written": [
+            {"name": w.name, "path": w.path, "version": w.version, "rows": w.rows_written}
+            for w in ctx.writes
+        ],
+        "summary": summary,
+        "error": error,
+    }
+
+
+def write_audit(ctx: JobContext, status: str, error: str | None, summary: str) -> None:
+    row = _audit_row(ctx, status, error, summary)
+    df = ctx.spark.createDataFrame([row], schema=AUDIT_SCHEMA)
+    lake.append_rows(df, audit_path(ctx.config), "ops.jobs")
+
+
+def summarize(ctx: JobContext, status: str, error: str | None = None) -> str:
+    took = time.time() - ctx.started
+    parts = [f"{ctx.job} {status} in {took:.1f}s (run {ctx.run_id})."]
+    if ctx.reads:
+        parts.append("Read " + ", ".join(f"{r.name} v{r.version}" for r in ctx.reads) + ".")
+    if ctx.writes:
+        parts.append("Wrote " + ", ".join(w.describe() for w in ctx.writes) + ".")
+    parts.extend(ctx.lines[-6:] if status == "ok" else [])
+    if error:
+        parts.append(f"Error: {error}")
+    return " ".join(parts)
+
+
+JobBody = Callable[[JobContext], None]
+
+
+def run_job(
+    job: str,
+    config: AppConfig,
+    arguments: dict[str, Any],
+    body: JobBody,
+    spark: SparkSession | None = None,
+) -> JobContext:
+    """Run one job body with audit and summary. Re-raises the body's exception."""
+    spark = spark or get_spark(config.spark, app_name=f"mlops-spark-{job}")
+    ctx = JobContext(job=job, config=config, spark=spark, arguments=arguments)
+    try:
+        body(ctx)
+    except BaseException as exc:
+        message = str(exc) if isinstance(exc, MlopsError) else f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, MlopsError | KeyboardInterrupt):
+            traceback.print_exc(file=sys.stderr)
+        summary = summarize(ctx, "FAILED", message.splitlines()[0] if message else None)
+        try:
+            write_audit(ctx, "failed", message[:4000], summary)
+        except Exception as audit_exc:  # noqa: BLE001 - never hide the job's own error
+            progress(f"[{job}] could not write the audit row: {audit_exc}")
+        print(summary, flush=True)
+        raise
+    summary = summarize(ctx, "ok")
+    write_audit(ctx, "ok", None, summary)
+    print(summary, flush=True)
+    return ctx

@@ -1,0 +1,132 @@
+"""The one SparkSession factory.
+
+* Local (plain ``python`` / ``mlops-spark``): starts Spark with the configured master,
+  Delta Lake's SQL extension and catalog, Delta's jar resolved from Maven Central through
+  ``spark.jars.packages`` (cached by Ivy under ~/.ivy2*), and defaults sized for a small
+  machine.
+* Under spark-submit, a notebook or any process that already has a Spark context: the
+  cluster's settings win. Only runtime SQL settings (shuffle partitions, extra conf) are
+  applied; master, memory and jars are left alone, as spark-submit set them.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import metadata
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from mlops_spark.config import SparkConfig
+
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+
+# Delta's POM pulls older copies of jars that Spark already ships (Hadoop client, Jackson,
+# Parquet, log4j...). Putting both on the classpath invites NoSuchMethodError at run time,
+# so only Delta's own artifacts are taken from Maven; the rest come from Spark.
+DELTA_TRANSITIVE_EXCLUDES = (
+    "org.apache.hadoop:hadoop-client-api",
+    "org.apache.hadoop:hadoop-client-runtime",
+    "com.fasterxml.jackson.core:jackson-core",
+    "com.fasterxml.jackson.core:jackson-databind",
+    "com.fasterxml.jackson.core:jackson-annotations",
+    "com.fasterxml.jackson.datatype:jackson-datatype-jdk8",
+    "org.apache.parquet:parquet-column",
+    "org.apache.parquet:parquet-common",
+    "org.apache.parquet:parquet-encoding",
+    "org.apache.parquet:parquet-format-structures",
+    "org.apache.parquet:parquet-hadoop",
+    "org.apache.parquet:parquet-jackson",
+    "org.apache.logging.log4j:log4j-api",
+    "org.apache.logging.log4j:log4j-core",
+    "org.apache.logging.log4j:log4j-slf4j2-impl",
+    "org.slf4j:slf4j-api",
+    "org.xerial.snappy:snappy-java",
+    "com.github.luben:zstd-jni",
+    "org.roaringbitmap:RoaringBitmap",
+    "org.roaringbitmap:shims",
+    "commons-logging:commons-logging",
+)
+
+_LOG4J = Path(__file__).with_name("log4j2.properties")
+
+
+def delta_maven_coordinate() -> str:
+    """``io.delta:delta-spark_<spark major.minor>_2.13:<delta-spark version>``."""
+    import pyspark
+
+    spark_mm = ".".join(pyspark.__version__.split(".")[:2])
+    delta_version = metadata.version("delta-spark")
+    return f"io.delta:delta-spark_{spark_mm}_2.13:{delta_version}"
+
+
+def inside_spark_submit() -> bool:
+    """True when a JVM was started for us (spark-submit, pyspark shell, notebooks)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def delta_submit_conf(config: SparkConfig) -> dict[str, str]:
+    """The settings that turn Delta on; spark-submit.sh passes the same ones as --conf."""
+    return {
+        "spark.jars.packages": config.delta_package or delta_maven_coordinate(),
+        "spark.jars.excludes": ",".join(DELTA_TRANSITIVE_EXCLUDES),
+        "spark.sql.extensions": DELTA_EXTENSION,
+        "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
+    }
+
+
+def local_defaults(config: SparkConfig) -> dict[str, str]:
+    """Settings for a small machine; every one can be overridden by ``spark.conf``."""
+    defaults = {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(config.shuffle_partitions),
+        "spark.default.parallelism": str(config.shuffle_partitions),
+        "spark.sql.adaptive.enabled": "true",
+        "spark.sql.adaptive.coalescePartitions.enabled": "true",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.driver.memory": config.driver_memory,
+        "spark.ui.showConsoleProgress": "false",
+        "spark.databricks.delta.schema.autoMerge.enabled": "false",
+        "spark.databricks.delta.snapshotPartitions": "2",
+        "spark.databricks.delta.properties.defaults.checkpointInterval": "20",
+    }
+    if _LOG4J.exists():
+        opts = f"-Dlog4j2.configurationFile=file:{_LOG4J}"
+        defaults["spark.driver.extraJavaOptions"] = opts
+    if config.master.startswith("local"):
+        # This machine's hostname resolves to loopback; bind there instead of guessing.
+        defaults["spark.driver.host"] = "127.0.0.1"
+        defaults["spark.driver.bindAddress"] = "127.0.0.1"
+    return defaults
+
+
+def get_spark(config: SparkConfig | None = None, app_name: str | None = None) -> SparkSession:
+    """Return the process's SparkSession with Delta enabled, creating it if needed."""
+    config = config or SparkConfig()
+    active = SparkSession.getActiveSession()
+    if active is not None or inside_spark_submit():
+        spark = active or SparkSession.builder.appName(app_name or config.app_name).getOrCreate()
+        _apply_runtime_conf(spark, config)
+        return spark
+
+    master = os.environ.get("MLOPS_SPARK_MASTER", config.master)
+    builder = SparkSession.builder.appName(app_name or config.app_name).master(master)
+    settings = {**local_defaults(config), **delta_submit_conf(config), **config.conf}
+    if master.startswith("local"):
+        settings.setdefault("spark.driver.host", "127.0.0.1")
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(os.environ.get("MLOPS_SPARK_LOG_LEVEL", "WARN"))
+    return spark
+
+
+def _apply_runtime_conf(spark: SparkSession, config: SparkConfig) -> None:
+    runtime = {"spark.sql.shuffle.partitions": str(config.shuffle_partitions), **config.conf}
+    for key, value in runtime.items():
+        try:
+            if spark.conf.isModifiable(key):
+                spark.conf.set(key, value)
+        except Exception:  # noqa: BLE001 - a conf the cluster refuses is the cluster's call
+            continue
