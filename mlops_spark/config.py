@@ -275,9 +275,8 @@ class ModelConfig(_Strict):
 
     @property
     def task(self) -> Literal["classification", "regression"]:
-        return "regression" if self.estimator.endswith("regression") or self.estimator.endswith(
-            "regressor"
-        ) else "classification"
+        regressors = {"linear_regression", "random_forest_regressor", "gbt_regressor"}
+        return "regression" if self.estimator in regressors else "classification"
 
     @model_validator(mode="after")
     def _has_features(self) -> ModelConfig:

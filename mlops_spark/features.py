@@ -82,7 +82,7 @@ def with_as_of_lookup(lookup: AsOfLookup, right: DataFrame, row_id: str) -> Tran
         ).where(F.col(lk_time).isNotNull())
         # every hour bucket in [time, time + max_age] may use this row
         r = r.withColumn(
-            "__bucket",
+            "__r_bucket",
             F.explode(
                 F.sequence(
                     F.date_trunc("hour", F.col(lk_time)),
@@ -91,23 +91,20 @@ def with_as_of_lookup(lookup: AsOfLookup, right: DataFrame, row_id: str) -> Tran
                 )
             ),
         )
-        left = df.withColumn("__bucket", F.date_trunc("hour", F.col(EVENT_TIME)))
-        cond = [F.col("__bucket") == r["__bucket"]]
-        cond += [left[lc] == r[f"__k_{lc}"] for lc in lookup.keys]
-        cond += [
-            r[lk_time] <= left[EVENT_TIME],
-            r[lk_time] >= left[EVENT_TIME] - F.make_interval(hours=F.lit(hours)),
-        ]
-        joined = left.alias("l").join(r.alias("r"), on=cond, how="left")
-        newest = Window.partitionBy(F.col(f"l.{row_id}")).orderBy(
-            F.col(f"r.{lk_time}").desc_nulls_last()
-        )
-        picked = (
+        left = df.withColumn("__l_bucket", F.date_trunc("hour", F.col(EVENT_TIME)))
+        cond = F.col("__l_bucket") == F.col("__r_bucket")
+        for lc in lookup.keys:
+            cond = cond & (F.col(lc) == F.col(f"__k_{lc}"))
+        cond = cond & (F.col(lk_time) <= F.col(EVENT_TIME))
+        cond = cond & (F.col(lk_time) >= F.col(EVENT_TIME) - F.make_interval(hours=F.lit(hours)))
+        joined = left.join(r, on=cond, how="left")
+        newest = Window.partitionBy(F.col(row_id)).orderBy(F.col(lk_time).desc_nulls_last())
+        out_cols = [*df.columns, *[f"{prefix}{c}" for c in lookup.columns]]
+        return (
             joined.withColumn("__rank", F.row_number().over(newest))
             .where(F.col("__rank") == 1)
-            .select("l.*", *[F.col(f"r.{prefix}{c}") for c in lookup.columns])
+            .select(*out_cols)
         )
-        return picked.drop("__bucket")
 
     return transform
 

@@ -139,7 +139,8 @@ def write_partitions(
         raise JobFailed(f"table {name!r}: write_partitions called with no dates")
     require_columns(df, name, [date_column])
     spark = df.sparkSession
-    writer = df.write.format("delta")
+    # one task per date: each partition gets one file instead of one per upstream task
+    writer = df.repartition(F.col(date_column)).write.format("delta")
     if user_metadata:
         writer = writer.option("userMetadata", user_metadata)
     if merge_schema:

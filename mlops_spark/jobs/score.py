@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -43,7 +45,8 @@ def score(config: AppConfig, args: JobArgs = JobArgs(), spark: SparkSession | No
                 lo, hi = args.date_range
                 raise JobFailed(f"{feat_ref.name} has no partitions in {lo}..{hi}: nothing to score")
         else:
-            targets = [d for d in available if d not in scored_dates(ctx, out_path, date_col, ref.version)]
+            done = scored_dates(ctx, out_path, date_col, ref.version)
+            targets = [d for d in available if d not in done]
         if not targets:
             ctx.say(f"nothing new to score: every partition of {feat_ref.name} has predictions from {ref.describe()}")
             ctx.result["scored_partitions"] = 0
@@ -77,7 +80,8 @@ def score(config: AppConfig, args: JobArgs = JobArgs(), spark: SparkSession | No
     return run_job("score", config, args.as_dict(), body, spark)
 
 
-def scored_dates(ctx: JobContext, path: str, date_col: str, version: int) -> set:  # type: ignore[type-arg]
+def scored_dates(ctx: JobContext, path: str, date_col: str, version: int) -> set[dt.date]:
+    """Partitions that already hold predictions from this model version."""
     if not lake.is_table(ctx.spark, path):
         return set()
     df, _ = lake.read_table(ctx.spark, path)
