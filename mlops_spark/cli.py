@@ -66,30 +66,65 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="job", metavar="<job>", parser_class=_Parser)
     for job, help_text in JOBS.items():
-        p = sub.add_parser(job, help=help_text, description=help_text, epilog=EPILOG,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--conf", default=os.environ.get("MLOPS_SPARK_CONF", DEFAULT_CONF),
-                       help=f"use-case config file (default: $MLOPS_SPARK_CONF or {DEFAULT_CONF})")
-        p.add_argument("--env", default=os.environ.get("MLOPS_SPARK_ENV"),
-                       help="environment overlay: <conf dir>/<env>.yml, e.g. local or cluster")
-        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                       help="override one config value (repeatable), e.g. --set model.params.maxIter=20")
+        p = sub.add_parser(
+            job,
+            help=help_text,
+            description=help_text,
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        p.add_argument(
+            "--conf",
+            default=os.environ.get("MLOPS_SPARK_CONF", DEFAULT_CONF),
+            help=f"use-case config file (default: $MLOPS_SPARK_CONF or {DEFAULT_CONF})",
+        )
+        p.add_argument(
+            "--env",
+            default=os.environ.get("MLOPS_SPARK_ENV"),
+            help="environment overlay: <conf dir>/<env>.yml, e.g. local or cluster",
+        )
+        p.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY.PATH=VALUE",
+            help="override one config value (repeatable), e.g. --set model.params.maxIter=20",
+        )
         dates = p.add_argument_group("partitions")
         dates.add_argument("--date", type=_date, help="only this partition date (YYYY-MM-DD)")
         dates.add_argument("--from", dest="start", type=_date, help="first partition date of a range")
         dates.add_argument("--to", dest="end", type=_date, help="last partition date of a range")
         if job == "train":
-            p.add_argument("--reproduce", metavar="RUN_ID",
-                           help="retrain from a run's recorded config and feature-table version")
+            p.add_argument(
+                "--reproduce",
+                metavar="RUN_ID",
+                help="retrain from a run's recorded config and feature-table version",
+            )
         if job == "promote":
             g = p.add_mutually_exclusive_group()
-            g.add_argument("--to-version", type=_positive_int, metavar="N", help="roll @champion back (or forward) to version N")
-            g.add_argument("--approve", type=_positive_int, metavar="N", help="approve pending version N (approval mode)")
-            g.add_argument("--reject", type=_positive_int, metavar="N", help="reject pending version N (approval mode)")
+            g.add_argument(
+                "--to-version",
+                type=_positive_int,
+                metavar="N",
+                help="roll @champion back (or forward) to version N",
+            )
+            g.add_argument(
+                "--approve", type=_positive_int, metavar="N", help="approve pending version N (approval mode)"
+            )
+            g.add_argument(
+                "--reject", type=_positive_int, metavar="N", help="reject pending version N (approval mode)"
+            )
             p.add_argument("--dry-run", action="store_true", help="decide and report; move nothing")
-            p.add_argument("--approver", help="name recorded with --approve/--reject/--to-version (default: $USER)")
+            p.add_argument(
+                "--approver", help="name recorded with --approve/--reject/--to-version (default: $USER)"
+            )
         if job in ("score", "pipeline"):
-            p.add_argument("--maintenance", action="store_true", help="OPTIMIZE and VACUUM the predictions table after scoring")
+            p.add_argument(
+                "--maintenance",
+                action="store_true",
+                help="OPTIMIZE and VACUUM the predictions table after scoring",
+            )
         if job == "score":
             g = p.add_mutually_exclusive_group()
             g.add_argument("--alias", help="score with the model at this alias (default: scoring.alias)")
@@ -116,7 +151,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         config = load_config(ns.conf, ns.env, ns.overrides)
         args = JobArgs(
-            date=ns.date, start=ns.start, end=ns.end,
+            date=ns.date,
+            start=ns.start,
+            end=ns.end,
             reproduce=getattr(ns, "reproduce", None),
             to_version=getattr(ns, "to_version", None),
             approve=getattr(ns, "approve", None),
@@ -141,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mlops-spark {ns.job}: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - the traceback was printed by run_job
+    except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         print(f"mlops-spark {ns.job}: failed: {type(exc).__name__}: {first}", file=sys.stderr)
         return 1

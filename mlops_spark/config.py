@@ -12,6 +12,7 @@ set the key, the key path and what was expected.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -295,7 +296,7 @@ class SplitConfig(_Strict):
     def _in_order(self) -> SplitConfig:
         ranges = [("train", self.train), ("validation", self.validation), ("test", self.test)]
         present = [(n, r) for n, r in ranges if r is not None]
-        for (n1, r1), (n2, r2) in zip(present, present[1:], strict=False):
+        for (n1, r1), (n2, r2) in itertools.pairwise(present):
             if r2.start <= r1.end:
                 raise ValueError(f"'{n2}' must start after '{n1}' ends (time split, no overlap)")
         return self
@@ -347,7 +348,10 @@ _Path = tuple[str, ...]
 
 
 def _deep_merge(
-    base: dict[str, Any], layer: Mapping[str, Any], origin: str, where: dict[_Path, str],
+    base: dict[str, Any],
+    layer: Mapping[str, Any],
+    origin: str,
+    where: dict[_Path, str],
     prefix: _Path = (),
 ) -> dict[str, Any]:
     out = dict(base)
@@ -446,9 +450,7 @@ def config_layers(conf: str | Path, env: str | None) -> list[Path]:
     if env:
         env_path = conf_path.parent / f"{env}.yml"
         if not env_path.exists():
-            available = sorted(
-                p.stem for p in conf_path.parent.glob("*.yml") if p.stem not in ("base",)
-            )
+            available = sorted(p.stem for p in conf_path.parent.glob("*.yml") if p.stem not in ("base",))
             raise ConfigError(
                 f"{env_path}: no overlay for environment {env!r} (files in "
                 f"{conf_path.parent}: {', '.join(available)})"
@@ -457,9 +459,7 @@ def config_layers(conf: str | Path, env: str | None) -> list[Path]:
     return layers
 
 
-def load_config(
-    conf: str | Path, env: str | None = None, overrides: Iterable[str] = ()
-) -> AppConfig:
+def load_config(conf: str | Path, env: str | None = None, overrides: Iterable[str] = ()) -> AppConfig:
     """Read, layer and validate a use case's config. Raises ConfigError on any problem."""
     merged: dict[str, Any] = {}
     where: dict[_Path, str] = {}

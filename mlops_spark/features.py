@@ -127,9 +127,7 @@ def with_static_join(join: StaticJoin, right: DataFrame) -> Transform:
     return transform
 
 
-def daily_trailing_aggregate(
-    agg: TrailingAggregate, history: DataFrame, date_column: str
-) -> DataFrame:
+def daily_trailing_aggregate(agg: TrailingAggregate, history: DataFrame, date_column: str) -> DataFrame:
     """(group..., date, value) where value summarises the `days` days before `date`.
 
     Built from per-day partial aggregates, so it costs one pass over the history; days
@@ -143,11 +141,7 @@ def daily_trailing_aggregate(
         F.max(v).alias("__max"),
         F.min(v).alias("__min"),
     )
-    w = (
-        Window.partitionBy(*agg.group_by)
-        .orderBy(day)
-        .rangeBetween(-agg.days, -1)
-    )
+    w = Window.partitionBy(*agg.group_by).orderBy(day).rangeBetween(-agg.days, -1)
     s, n = F.sum("__sum").over(w), F.sum("__n").over(w)
     value = {
         "mean": F.when(n > 0, s / n),
@@ -190,12 +184,8 @@ def build_features(
         )
     )
     if spec.label is not None:
-        prepared = prepared.transform(
-            with_expressions([(spec.label.name, spec.label.expr)], spec.base_table)
-        )
-    prepared = prepared.transform(
-        with_expressions([(c.name, c.expr) for c in spec.columns], spec.base_table)
-    )
+        prepared = prepared.transform(with_expressions([(spec.label.name, spec.label.expr)], spec.base_table))
+    prepared = prepared.transform(with_expressions([(c.name, c.expr) for c in spec.columns], spec.base_table))
     target = prepared
     if dates is not None:
         target = prepared.where(F.col(spec.date_column).isin([F.lit(d) for d in sorted(set(dates))]))

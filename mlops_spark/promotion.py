@@ -32,22 +32,32 @@ def decide(
     for name, bound in sorted(config.thresholds.items()):
         got = challenger.get(name)
         if got is None:
-            return Decision(False, f"threshold on {name!r}: the challenger has no such metric", metric, value, None)
+            return Decision(
+                False, f"threshold on {name!r}: the challenger has no such metric", metric, value, None
+            )
         lower = name in LOWER_IS_BETTER
         if (lower and got > bound) or (not lower and got < bound):
             sign = "<=" if lower else ">="
-            return Decision(False, f"fails threshold {name} {sign} {bound} (got {got:.4f})", metric, value, None)
+            return Decision(
+                False, f"fails threshold {name} {sign} {bound} (got {got:.4f})", metric, value, None
+            )
     if champion is None:
         return Decision(True, "first model: passes every threshold", metric, value, None)
     base = champion[metric]
     gain = (base - value) if metric in LOWER_IS_BETTER else (value - base)
     if gain > config.min_improvement or (config.min_improvement == 0 and gain > 0):
         return Decision(
-            True, f"beats the champion on {metric} by {gain:+.4f} (needed > {config.min_improvement})",
-            metric, value, base,
+            True,
+            f"beats the champion on {metric} by {gain:+.4f} (needed > {config.min_improvement})",
+            metric,
+            value,
+            base,
         )
     return Decision(
-        False, f"does not beat the champion on {metric}: {value:.4f} vs {base:.4f} "
+        False,
+        f"does not beat the champion on {metric}: {value:.4f} vs {base:.4f} "
         f"(gain {gain:+.4f}, needed > {config.min_improvement})",
-        metric, value, base,
+        metric,
+        value,
+        base,
     )

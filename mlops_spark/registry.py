@@ -85,19 +85,29 @@ def git_commit(cwd: str | None = None) -> str:
     """The working tree's commit (with '-dirty' when it has changes), or 'unknown'."""
     try:
         sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True,
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
             timeout=10,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-            capture_output=True, text=True, check=True, timeout=10,
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout.strip()
         return f"{sha}-dirty" if dirty else sha
     except (OSError, subprocess.SubprocessError):
         return os.environ.get("MLOPS_SPARK_GIT_COMMIT", "unknown")
 
 
-def resolve(client: MlflowClient, name: str, alias: str | None = None, version: int | None = None) -> ModelRef:
+def resolve(
+    client: MlflowClient, name: str, alias: str | None = None, version: int | None = None
+) -> ModelRef:
     """A registered version by alias or number, with a clear error when missing."""
     try:
         if version is not None:

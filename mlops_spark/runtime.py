@@ -130,8 +130,7 @@ def _audit_row(ctx: JobContext, status: str, error: str | None, summary: str) ->
         "rows_written": ctx.rows_written,
         "tables_read": [{"name": r.name, "path": r.path, "version": r.version} for r in ctx.reads],
         "tables_written": [
-            {"name": w.name, "path": w.path, "version": w.version, "rows": w.rows_written}
-            for w in ctx.writes
+            {"name": w.name, "path": w.path, "version": w.version, "rows": w.rows_written} for w in ctx.writes
         ],
         "summary": summary,
         "error": error,
@@ -179,7 +178,7 @@ def run_job(
         summary = summarize(ctx, "FAILED", message.splitlines()[0] if message else None)
         try:
             write_audit(ctx, "failed", message[:4000], summary)
-        except Exception as audit_exc:  # noqa: BLE001 - never hide the job's own error
+        except Exception as audit_exc:
             progress(f"[{job}] could not write the audit row: {audit_exc}")
         print(summary, flush=True)
         raise

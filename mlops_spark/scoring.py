@@ -9,7 +9,13 @@ from mlops_spark.registry import ModelRef
 from mlops_spark.training import PREDICTION, PROBABILITY, positive_probability
 
 PREDICTION_COLUMNS = (
-    "prediction", "probability", "model_name", "model_version", "model_run_id", "scored_at", "job_run_id",
+    "prediction",
+    "probability",
+    "model_name",
+    "model_version",
+    "model_run_id",
+    "scored_at",
+    "job_run_id",
 )
 
 

@@ -128,5 +128,21 @@ def _apply_runtime_conf(spark: SparkSession, config: SparkConfig) -> None:
         try:
             if spark.conf.isModifiable(key):
                 spark.conf.set(key, value)
-        except Exception:  # noqa: BLE001 - a conf the cluster refuses is the cluster's call
+        except Exception:
             continue
+
+
+def _resolve_jars() -> None:
+    """``python -m mlops_spark.session --resolve-jars``: warm Ivy's cache (bootstrap)."""
+    spark = get_spark(SparkConfig(master="local[1]"), app_name="mlops-spark-resolve-jars")
+    spark.range(1).write.format("delta").mode("overwrite").save(
+        str(Path(os.environ.get("TMPDIR", "/tmp")) / "mlops-spark-delta-check")
+    )
+    spark.stop()
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] == ["--resolve-jars"]:
+        _resolve_jars()

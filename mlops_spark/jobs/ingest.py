@@ -38,7 +38,11 @@ def ingest(config: AppConfig, args: JobArgs = JobArgs(), spark: SparkSession | N
             df = df.persist()
             dates = [r[0] for r in df.select(date_col).distinct().collect() if r[0] is not None]
             if not dates:
-                ctx.say(f"{name}: the source has no rows for {rng[0]}..{rng[1]}" if rng else f"{name}: source is empty")
+                ctx.say(
+                    f"{name}: the source has no rows for {rng[0]}..{rng[1]}"
+                    if rng
+                    else f"{name}: source is empty"
+                )
                 df.unpersist()
                 continue
             result = lake.write_partitions(df, path, date_col, dates, name, f"ingest run {ctx.run_id}")

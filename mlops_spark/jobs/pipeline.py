@@ -18,7 +18,9 @@ from mlops_spark.runtime import JobContext, progress
 from mlops_spark.session import get_spark
 
 
-def pipeline(config: AppConfig, args: JobArgs = JobArgs(), spark: SparkSession | None = None) -> list[JobContext]:
+def pipeline(
+    config: AppConfig, args: JobArgs = JobArgs(), spark: SparkSession | None = None
+) -> list[JobContext]:
     """ingest -> validate -> features -> train -> promote -> score, each a full job with its
     own audit row. Training runs only when the train job's inputs are new (no @challenger
     trained on the current feature version) so a rerun only scores what is new."""

@@ -105,8 +105,11 @@ def gate(ctx: JobContext, config: AppConfig, challenger: ModelRef, champion: Mod
     spec, split = config.features, config.split
     assert spec.label is not None
     df, ref = lake.read_table(
-        ctx.spark, ctx.table_path("features", spec.name), f"features.{spec.name}",
-        date_column=spec.date_column, date_range=(split.test.start, split.test.end),
+        ctx.spark,
+        ctx.table_path("features", spec.name),
+        f"features.{spec.name}",
+        date_column=spec.date_column,
+        date_range=(split.test.start, split.test.end),
     )
     ctx.read(ref)
     holdout = prepare_training_frame(df, config.model, spec.label.name, ref.name).persist()
@@ -121,16 +124,30 @@ def gate(ctx: JobContext, config: AppConfig, challenger: ModelRef, champion: Mod
 
 def _move_champion(client: mlflow.MlflowClient, ref: ModelRef, who: str, when: str, reason: str) -> None:
     registry.set_alias(client, ref, CHAMPION)
-    for key, value in (("promotion.promoted_by", who), ("promotion.promoted_at", when), ("promotion.reason", reason)):
+    for key, value in (
+        ("promotion.promoted_by", who),
+        ("promotion.promoted_at", when),
+        ("promotion.reason", reason),
+    ):
         client.set_model_version_tag(ref.name, str(ref.version), key, value)
 
 
-def _record(config: AppConfig, challenger: ModelRef, champion: ModelRef | None, d: Decision, mode: str) -> None:
-    tags = {"mlops.job": "promote", "promotion.mode": mode, "promotion.decision": "pass" if d.promote else "refuse"}
+def _record(
+    config: AppConfig, challenger: ModelRef, champion: ModelRef | None, d: Decision, mode: str
+) -> None:
+    tags = {
+        "mlops.job": "promote",
+        "promotion.mode": mode,
+        "promotion.decision": "pass" if d.promote else "refuse",
+    }
     with registry.start_run(config.mlflow, f"promote-v{challenger.version}", tags) as _:
         mlflow.log_params(
-            {"challenger_version": challenger.version, "champion_version": champion.version if champion else "none",
-             "metric": d.metric, "reason": d.reason[:500]}
+            {
+                "challenger_version": challenger.version,
+                "champion_version": champion.version if champion else "none",
+                "metric": d.metric,
+                "reason": d.reason[:500],
+            }
         )
         metrics = {f"challenger_{d.metric}": d.challenger}
         if d.champion is not None:

@@ -48,11 +48,19 @@ def score(config: AppConfig, args: JobArgs = JobArgs(), spark: SparkSession | No
             done = scored_dates(ctx, out_path, date_col, ref.version)
             targets = [d for d in available if d not in done]
         if not targets:
-            ctx.say(f"nothing new to score: every partition of {feat_ref.name} has predictions from {ref.describe()}")
+            ctx.say(
+                f"nothing new to score: every partition of {feat_ref.name} "
+                f"has predictions from {ref.describe()}"
+            )
             ctx.result["scored_partitions"] = 0
             return
         features_df, feat_ref = lake.read_table(
-            ctx.spark, feat_path, feat_ref.name, version=feat_ref.version, date_column=date_col, dates=targets,
+            ctx.spark,
+            feat_path,
+            feat_ref.name,
+            version=feat_ref.version,
+            date_column=date_col,
+            dates=targets,
         )
         ctx.read(feat_ref)
         needed = model_input_columns(config.model)
@@ -61,19 +69,29 @@ def score(config: AppConfig, args: JobArgs = JobArgs(), spark: SparkSession | No
                 raise MissingColumnError(feat_ref.name, col, features_df.columns)
         model = registry.load_spark_model(ref)
         inputs = features_df.select(
-            spec.entity_id.name, date_col,
+            spec.entity_id.name,
+            date_col,
             *[F.col(c).cast("string").alias(c) for c in config.model.categorical],
             *[F.col(c).cast("double").alias(c) for c in config.model.numeric],
         )
         rows = prediction_rows(
-            model.transform(inputs), spec.entity_id.name, date_col, ref, ctx.run_id,
+            model.transform(inputs),
+            spec.entity_id.name,
+            date_col,
+            ref,
+            ctx.run_id,
             config.model.task == "classification",
         )
-        result = lake.write_partitions(rows, out_path, date_col, targets, out_name, f"score {ref.describe()} run {ctx.run_id}")
+        result = lake.write_partitions(
+            rows, out_path, date_col, targets, out_name, f"score {ref.describe()} run {ctx.run_id}"
+        )
         ctx.wrote(result)
         ctx.rows_read += result.rows_written
         ctx.result["scored_partitions"] = len(targets)
-        ctx.say(f"scored {len(targets)} partition(s) {min(targets)}..{max(targets)} with {ref.describe()}: {result.rows_written:,} predictions")
+        ctx.say(
+            f"scored {len(targets)} partition(s) {min(targets)}..{max(targets)} "
+            f"with {ref.describe()}: {result.rows_written:,} predictions"
+        )
         if args.maintenance:
             ctx.say(optimize_and_vacuum(ctx.spark, out_path))
 
@@ -93,7 +111,15 @@ def optimize_and_vacuum(spark: SparkSession, path: str, retain_hours: int = 168)
     from delta.tables import DeltaTable
 
     table = DeltaTable.forPath(spark, path)
-    metrics = table.optimize().executeCompaction().select("metrics.numFilesAdded", "metrics.numFilesRemoved").first()
+    metrics = (
+        table.optimize()
+        .executeCompaction()
+        .select("metrics.numFilesAdded", "metrics.numFilesRemoved")
+        .first()
+    )
     table.vacuum(retain_hours)
     added, removed = (metrics[0], metrics[1]) if metrics else (0, 0)
-    return f"maintenance: OPTIMIZE compacted {removed} file(s) into {added}; VACUUM kept {retain_hours}h of history"
+    return (
+        f"maintenance: OPTIMIZE compacted {removed} file(s) into {added}; "
+        f"VACUUM kept {retain_hours}h of history"
+    )

@@ -66,8 +66,12 @@ def read_training_data(ctx: JobContext, config: AppConfig, version: int | None) 
     split = config.split
     path = ctx.table_path("features", config.features.name)
     df, ref = lake.read_table(
-        ctx.spark, path, f"features.{config.features.name}", version=version,
-        date_column=config.features.date_column, date_range=(split.train.start, split.test.end),
+        ctx.spark,
+        path,
+        f"features.{config.features.name}",
+        version=version,
+        date_column=config.features.date_column,
+        date_range=(split.train.start, split.test.end),
     )
     ctx.read(ref)
     return df, ref
@@ -91,8 +95,7 @@ def fit_and_log(
     assert stats is not None
     if not stats["n"]:
         raise JobFailed(
-            f"train: no labelled rows in {ref.name} v{ref.version} for "
-            f"{split.train.start}..{split.train.end}"
+            f"train: no labelled rows in {ref.name} v{ref.version} for {split.train.start}..{split.train.end}"
         )
     ctx.rows_read += int(stats["n"])
     if model_cfg.class_weight == "balanced" and model_cfg.task == "classification":
@@ -162,16 +165,20 @@ def _log_lineage(
         imp = Path(tmp) / "feature_importances.json"
         imp.write_text(json.dumps(dict(sorted(importances.items(), key=lambda kv: -kv[1])), indent=2))
         mlflow.log_artifact(str(imp))
-    dataset = mlflow.data.from_spark(data, path=ref.path, version=str(ref.version), name=ref.name)
+    dataset = mlflow.data.from_spark(  # type: ignore[attr-defined]
+        data, path=ref.path, version=str(ref.version), name=ref.name
+    )
     mlflow.log_input(dataset, context="training")
 
 
-def _log_and_register(config: AppConfig, model: Any, sample_source: DataFrame, run_id: str) -> registry.ModelRef:
+def _log_and_register(
+    config: AppConfig, model: Any, sample_source: DataFrame, run_id: str
+) -> registry.ModelRef:
     import mlflow.spark
     from mlflow.models import infer_signature
 
     inputs = model_input_columns(config.model)
-    example = sample_source.select(*inputs).limit(5).toPandas()
+    example: Any = sample_source.select(*inputs).limit(5).toPandas()
     if example.empty:
         raise JobFailed("train: the test range has no rows to build the model's input example")
     predicted = model.transform(sample_source.limit(5)).select("prediction").toPandas()
@@ -198,7 +205,9 @@ def load_run_for_reproduction(config: AppConfig, run_id: str) -> tuple[AppConfig
     except mlflow.exceptions.MlflowException:
         raise JobFailed(f"--reproduce: no MLflow run {run_id!r} in {mlflow.get_tracking_uri()}") from None
     with tempfile.TemporaryDirectory() as tmp:
-        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=CONFIG_ARTIFACT, dst_path=tmp)
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=CONFIG_ARTIFACT, dst_path=tmp
+        )
         recorded = json.loads(Path(local).read_text())
     version = run.data.tags.get(FEATURES_VERSION_TAG)
     if version is None:

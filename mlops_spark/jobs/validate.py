@@ -79,7 +79,9 @@ def validate_table(
     for change in changes:
         ctx.say(f"silver.{table}: schema {change.kind} column {change.column!r} ({change.detail})")
 
-    checked = bronze.transform(with_failed_rules(f"bronze.{table}", policy, date_col if partitioned else None))
+    checked = bronze.transform(
+        with_failed_rules(f"bronze.{table}", policy, date_col if partitioned else None)
+    )
     checked = checked.persist()
     rule_names = [e.rule_name for e in policy.expectations]
     reports = partition_reports(checked, date_col if partitioned else None, rule_names)
@@ -99,8 +101,14 @@ def validate_table(
     merge = bool(changes)
     if partitioned:
         assert requested is not None
-        ctx.wrote(lake.write_partitions(silver, silver_path, date_col, requested, f"silver.{table}", stamp, merge))
-        ctx.wrote(lake.write_partitions(quarantine, quarantine_path, date_col, requested, f"quarantine.{table}", stamp))
+        ctx.wrote(
+            lake.write_partitions(silver, silver_path, date_col, requested, f"silver.{table}", stamp, merge)
+        )
+        ctx.wrote(
+            lake.write_partitions(
+                quarantine, quarantine_path, date_col, requested, f"quarantine.{table}", stamp
+            )
+        )
     else:
         ctx.wrote(lake.overwrite_table(silver, silver_path, f"silver.{table}", stamp))
         ctx.wrote(lake.overwrite_table(quarantine, quarantine_path, f"quarantine.{table}", stamp))

@@ -1,0 +1,18 @@
+# The two commands of the README. Both set the machine up first (scripts/bootstrap.sh).
+.PHONY: demo test lint bootstrap clean
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+demo: bootstrap
+	.venv/bin/mlops-spark pipeline --conf conf/flights.yml --env local
+
+lint: bootstrap
+	.venv/bin/ruff check mlops_spark tests jobs benchmarks
+	.venv/bin/mypy mlops_spark
+
+test: lint
+	.venv/bin/python -m pytest -q tests
+
+clean:
+	rm -rf lake mlflow.db mlruns reports

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Set up everything the project needs on a fresh machine, idempotently:
+#   a virtualenv in .venv with the package and its extras, the native BLAS that MLlib
+#   looks for, and Delta Lake's jars (resolved from Maven Central into Ivy's cache).
+# Re-running is cheap: each step is skipped when its stamp is current.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=.venv
+STAMP="$VENV/.installed"
+want=$(cat setup.py | sha256sum | cut -c1-16)
+
+log() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating $VENV"
+  "$PY" -m venv "$VENV"
+fi
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
+  log "installing mlops-spark[dev,demo] into $VENV (first run: a few minutes)"
+  "$VENV/bin/pip" install --quiet --upgrade pip
+  "$VENV/bin/pip" install --quiet -e ".[dev,demo]"
+  echo "$want" > "$STAMP"
+fi
+
+# Native BLAS/LAPACK for MLlib (optional: without it MLlib falls back to Java code).
+if ! ldconfig -p 2>/dev/null | grep -q 'libblas.so.3'; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "installing libopenblas0 (native BLAS for MLlib)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas0 >/dev/null) \
+      || log "could not install libopenblas0; MLlib will use its Java BLAS"
+  else
+    log "libblas.so.3 not found and not root: MLlib will use its Java BLAS"
+  fi
+fi
+
+# Delta's jars: resolve once so jobs and tests start from the cache.
+if [ ! -f "$VENV/.delta-jars" ]; then
+  log "resolving Delta Lake jars from Maven Central"
+  "$VENV/bin/python" -m mlops_spark.session --resolve-jars
+  touch "$VENV/.delta-jars"
+fi
