@@ -27,10 +27,12 @@ def pipeline(
     spark = spark or get_spark(config.spark, app_name="mlops-spark-pipeline")
     started = time.time()
     done: list[JobContext] = []
+    # The date range says which days to play back from the source; every later stage is
+    # incremental, so it only picks up partitions it has not processed yet.
     steps = [
         ("ingest", lambda: ingest(config, args, spark)),
-        ("validate", lambda: validate(config, args, spark)),
-        ("features", lambda: features(config, args, spark)),
+        ("validate", lambda: validate(config, JobArgs(), spark)),
+        ("features", lambda: features(config, JobArgs(), spark)),
     ]
     for name, step in steps:
         progress(f"== {name}")
@@ -43,7 +45,7 @@ def pipeline(
     else:
         progress("== train: features unchanged since the last model; skipped")
     progress("== score")
-    done.append(score(config, JobArgs(date=args.date, start=args.start, end=args.end), spark))
+    done.append(score(config, JobArgs(maintenance=args.maintenance), spark))
     took = time.time() - started
     progress(f"== pipeline done in {took:.0f}s: " + " -> ".join(c.job for c in done))
     return done

@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from mlops_spark.config import load_config, parse_override
+from mlops_spark.errors import ConfigError
+
+from .conftest import FLIGHTS_CONF
+
+
+def write(tmp: Path, name: str, text: str) -> Path:
+    path = tmp / name
+    path.write_text(text)
+    return path
+
+
+MINIMAL = """
+features:
+  base_table: t
+  entity_id: {name: id, expr: "cast(k as string)"}
+  event_time: ts
+model:
+  numeric: [x]
+split:
+  train: {from: 2020-01-01, to: 2020-01-31}
+  test: {from: 2020-02-01, to: 2020-02-10}
+"""
+
+
+def test_flights_config_loads_with_every_layer() -> None:
+    config = load_config(FLIGHTS_CONF, "local", ["model.params.maxIter=7", "lake.root=/x/lake"])
+    assert config.model.params["maxIter"] == 7
+    assert config.lake.root == "/x/lake"
+    assert config.spark.master == "local[*]"
+    assert config.split.train.start == dt.date(2013, 1, 1)
+    assert config.model.task == "classification"
+    assert config.table_path("bronze", "flights") == "/x/lake/bronze/flights"
+
+
+def test_layers_merge_in_order(tmp_path: Path) -> None:
+    write(tmp_path, "base.yml", "lake: {root: /base}\nspark: {shuffle_partitions: 3}\n")
+    conf = write(tmp_path, "use.yml", MINIMAL + "lake: {root: /use}\n")
+    write(tmp_path, "dev.yml", "spark: {shuffle_partitions: 5}\n")
+    config = load_config(conf, "dev", ["spark.app_name=x"])
+    assert (config.lake.root, config.spark.shuffle_partitions, config.spark.app_name) == ("/use", 5, "x")
+
+
+def test_unknown_key_names_file_and_key(tmp_path: Path) -> None:
+    conf = write(tmp_path, "use.yml", MINIMAL + "modle: {}\n")
+    with pytest.raises(ConfigError, match=r"use.yml: modle: unknown key"):
+        load_config(conf)
+
+
+def test_override_unknown_key_names_the_override() -> None:
+    with pytest.raises(ConfigError, match=r"--set model.max_dpeth=3: model.max_dpeth: unknown key"):
+        load_config(FLIGHTS_CONF, None, ["model.max_dpeth=3"])
+
+
+def test_wrong_type_says_what_was_expected(tmp_path: Path) -> None:
+    conf = write(tmp_path, "use.yml", MINIMAL + "spark: {shuffle_partitions: many}\n")
+    with pytest.raises(ConfigError, match=r"spark.shuffle_partitions: .*integer"):
+        load_config(conf)
+
+
+def test_value_rule_is_checked(tmp_path: Path) -> None:
+    conf = write(tmp_path, "use.yml", MINIMAL + "spark: {shuffle_partitions: 0}\n")
+    with pytest.raises(ConfigError, match=r"spark.shuffle_partitions: .*greater than or equal to 1"):
+        load_config(conf)
+
+
+def test_missing_file_and_missing_env(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yml")
+    conf = write(tmp_path, "use.yml", MINIMAL)
+    with pytest.raises(ConfigError, match="no overlay for environment 'prod'"):
+        load_config(conf, "prod")
+
+
+def test_bad_yaml_gives_line(tmp_path: Path) -> None:
+    conf = write(tmp_path, "use.yml", "model: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"use.yml:\d+"):
+        load_config(conf)
+
+
+def test_time_split_must_not_overlap(tmp_path: Path) -> None:
+    conf = write(tmp_path, "use.yml", MINIMAL.replace("2020-02-01", "2020-01-15"))
+    with pytest.raises(ConfigError, match="'test' must start after 'train' ends"):
+        load_config(conf)
+
+
+def test_env_variables_expand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = write(tmp_path, "use.yml", MINIMAL + "lake: {root: '${LAKE_X:-/fallback}'}\n")
+    assert load_config(conf).lake.root == "/fallback"
+    monkeypatch.setenv("LAKE_X", "s3a://b/lake")
+    assert load_config(conf).lake.root == "s3a://b/lake"
+
+
+def test_parse_override_reads_yaml_values() -> None:
+    assert parse_override("a.b=3") == (["a", "b"], 3)
+    assert parse_override("a=[x, y]") == (["a"], ["x", "y"])
+    with pytest.raises(ConfigError):
+        parse_override("novalue")
+    with pytest.raises(ConfigError):
+        parse_override("a..b=1")

