@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 import urllib.error
@@ -41,6 +42,10 @@ class ModelRef:
 
 def configure(config: MlflowConfig) -> MlflowClient:
     """Point MLflow at the configured store; fail clearly if a server is unreachable."""
+    for noisy in ("mlflow.store.db.utils", "mlflow.spark", "mlflow.data.spark_dataset", "alembic"):
+        logging.getLogger(noisy).setLevel(
+            logging.WARNING if noisy != "mlflow.data.spark_dataset" else logging.ERROR
+        )
     uri = os.environ.get("MLFLOW_TRACKING_URI") or config.tracking_uri
     if uri.startswith(("http://", "https://")):
         check_server(uri)

@@ -150,7 +150,9 @@ def summarize(ctx: JobContext, status: str, error: str | None = None) -> str:
         parts.append("Read " + ", ".join(f"{r.name} v{r.version}" for r in ctx.reads) + ".")
     if ctx.writes:
         parts.append("Wrote " + ", ".join(w.describe() for w in ctx.writes) + ".")
-    parts.extend(ctx.lines[-6:] if status == "ok" else [])
+    if status == "ok":
+        written = {w.name for w in ctx.writes}
+        parts.extend(line for line in ctx.lines[-6:] if not any(line.startswith(f"{n}:") for n in written))
     if error:
         parts.append(f"Error: {error}")
     return " ".join(parts)
@@ -184,5 +186,19 @@ def run_job(
         raise
     summary = summarize(ctx, "ok")
     write_audit(ctx, "ok", None, summary)
+    ctx.result["ended"] = time.time()
     print(summary, flush=True)
     return ctx
+
+
+def pipeline_summary(contexts: list[JobContext], took: float) -> str:
+    """A small table of the jobs a pipeline ran: time, what each wrote, its last word."""
+    rows = [("job", "time", "result")]
+    for ctx in contexts:
+        ended = ctx.result.get("ended", time.time())
+        wrote = ", ".join(w.describe() for w in ctx.writes) or (ctx.lines[-1] if ctx.lines else "-")
+        rows.append((ctx.job, f"{ended - ctx.started:.0f}s", wrote))
+    width = [max(len(r[i]) for r in rows) for i in range(2)]
+    lines = [f"pipeline finished in {took:.0f}s"]
+    lines += [f"  {r[0]:<{width[0]}}  {r[1]:>{width[1]}}  {r[2]}" for r in rows]
+    return "\n".join(lines)

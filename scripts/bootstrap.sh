@@ -19,7 +19,8 @@ fi
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
   log "installing mlops-spark[dev,demo] into $VENV (first run: a few minutes)"
   "$VENV/bin/pip" install --quiet --upgrade pip
-  "$VENV/bin/pip" install --quiet -e ".[dev,demo]"
+  "$VENV/bin/pip" install --quiet -e ".[dev,demo]" 2>&1 | grep -vE 'BuildBackendWarning|^\s*(!!|\*+|Please be careful|name as your package|with strategy)|^\s*$' >&2 || true
+  "$VENV/bin/python" -c "import mlops_spark, pyspark, delta, mlflow" # fail here if the install did not work
   echo "$want" > "$STAMP"
 fi
 
@@ -27,7 +28,8 @@ fi
 if ! ldconfig -p 2>/dev/null | grep -q 'libblas.so.3'; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     log "installing libopenblas0 (native BLAS for MLlib)"
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas0 >/dev/null) \
+    (apt-get -o DPkg::Lock::Timeout=300 update -qq \
+      && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq libopenblas0 >/dev/null) \
       || log "could not install libopenblas0; MLlib will use its Java BLAS"
   else
     log "libblas.so.3 not found and not root: MLlib will use its Java BLAS"

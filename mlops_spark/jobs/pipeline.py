@@ -14,7 +14,7 @@ from mlops_spark.jobs.promote import promote
 from mlops_spark.jobs.score import score
 from mlops_spark.jobs.train import train
 from mlops_spark.jobs.validate import validate
-from mlops_spark.runtime import JobContext, progress
+from mlops_spark.runtime import JobContext, pipeline_summary, progress
 from mlops_spark.session import get_spark
 
 
@@ -47,6 +47,7 @@ def pipeline(
     progress("== score")
     done.append(score(config, JobArgs(maintenance=args.maintenance), spark))
     took = time.time() - started
+    print(pipeline_summary(done, took), flush=True)
     progress(f"== pipeline done in {took:.0f}s: " + " -> ".join(c.job for c in done))
     return done
 

@@ -166,7 +166,12 @@ def _log_lineage(
         imp.write_text(json.dumps(dict(sorted(importances.items(), key=lambda kv: -kv[1])), indent=2))
         mlflow.log_artifact(str(imp))
     dataset = mlflow.data.from_spark(  # type: ignore[attr-defined]
-        data, path=ref.path, version=str(ref.version), name=ref.name
+        data.select(*model_input_columns(config.model), config.features.label.name)  # type: ignore[union-attr]
+        if config.features.label
+        else data,
+        path=ref.path,
+        version=str(ref.version),
+        name=ref.name,
     )
     mlflow.log_input(dataset, context="training")
 
