@@ -260,7 +260,19 @@ class TuningConfig(_Strict):
     early_stop_rounds: Annotated[int, Field(ge=0)] = 0
     """Stop after this many trials without improvement (0: never)."""
     parallelism: Annotated[int, Field(ge=1)] = 1
+    """Trials run at once with SparkTrials (single-node learners); pyspark.ml trials run one by one."""
     search_space: dict[str, SearchDimension] = Field(default_factory=dict)
+    metric: str | None = None
+    """Validation metric to optimise; None: promotion.metric, else areaUnderROC / rmse by task."""
+    startup_trials: Annotated[int, Field(ge=1)] | None = None
+    """Random trials before TPE models the space; None: a third of max_evals (2 to 20)."""
+
+
+class SklearnConfig(_Strict):
+    """A scikit-learn estimator by import path, e.g. sklearn.ensemble.RandomForestClassifier."""
+
+    estimator: Annotated[str, Field(pattern=r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")]
+    params: dict[str, Any] = Field(default_factory=dict)
 
 
 class ModelConfig(_Strict):
@@ -273,6 +285,10 @@ class ModelConfig(_Strict):
     class_weight: Literal["none", "balanced"] = "none"
     threshold: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.5
     tuning: TuningConfig | None = None
+    sklearn: SklearnConfig | None = None
+    """A single-node scikit-learn learner for `tuning.tune_sklearn` (trials in parallel on Spark)."""
+    reproduce_tolerance: Annotated[float, Field(ge=0.0)] = 1e-9
+    """`train --reproduce` fails when a metric differs from the recorded one by more than this."""
 
     @property
     def task(self) -> Literal["classification", "regression"]:
