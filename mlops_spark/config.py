@@ -334,6 +334,124 @@ class ScoringConfig(_Strict):
     """Predictions table name; None: predictions.<model name>."""
 
 
+class MetricThreshold(_Strict):
+    """When a monitoring metric is a warning or an alert."""
+
+    warn: float | None = None
+    alert: float | None = None
+    direction: Literal["above", "below"] = "above"
+    """'above': larger values are worse (drift, error); 'below': smaller are worse (AUC)."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MetricThreshold:
+        if self.warn is not None and self.alert is not None:
+            worse = self.alert >= self.warn if self.direction == "above" else self.alert <= self.warn
+            if not worse:
+                side = "at or above" if self.direction == "above" else "at or below"
+                raise ValueError(f"'alert' ({self.alert}) must be {side} 'warn' ({self.warn})")
+        return self
+
+
+DEFAULT_MONITORING_THRESHOLDS: dict[str, dict[str, Any]] = {
+    "psi": {"warn": 0.1, "alert": 0.25},
+    "ks": {"warn": 0.1, "alert": 0.2},
+    "js_distance": {"warn": 0.1, "alert": 0.2},
+    "wasserstein_std": {"warn": 0.1, "alert": 0.25},
+    "new_category_rate": {"warn": 0.01, "alert": 0.05},
+    "null_rate_delta": {"warn": 0.05, "alert": 0.2},
+    "areaUnderROC": {"warn": 0.65, "alert": 0.6, "direction": "below"},
+    "agreement": {"warn": 0.9, "alert": 0.8, "direction": "below"},
+}
+"""Used for every metric the config does not name; set {warn: null, alert: null} to silence one."""
+
+
+class RetrainRule(_Strict):
+    """Retrain when `alerts` of the last `of_last` monitored partitions have an alert."""
+
+    alerts: Annotated[int, Field(ge=1)] = 3
+    of_last: Annotated[int, Field(ge=1)] = 7
+    metrics: list[str] = Field(default_factory=lambda: ["psi", "areaUnderROC"])
+    """Metrics whose alerts count."""
+    columns: list[str] = Field(default_factory=list)
+    """Columns whose alerts count; empty: the prediction columns and the realised quality."""
+    window: Literal["slide", "expand"] = "slide"
+    """New split: 'slide' moves every range so the test range ends at the newest labelled
+    partition; 'expand' keeps split.train.from and extends the train range."""
+
+    @model_validator(mode="after")
+    def _n_of_m(self) -> RetrainRule:
+        if self.alerts > self.of_last:
+            raise ValueError(f"'alerts' ({self.alerts}) cannot exceed 'of_last' ({self.of_last})")
+        return self
+
+
+class CanaryConfig(_Strict):
+    """Shadow scoring with @challenger beside @champion (never touching champion predictions)."""
+
+    enabled: bool = True
+    table: str | None = None
+    """Shadow predictions table; None: predictions.<predictions table>_shadow."""
+    partitions: Annotated[int, Field(ge=1)] = 7
+    """The retrain job shadow-scores this many of the newest partitions before the gate."""
+    max_metric_drop: float = 0.0
+    """The retrain job does not promote a challenger whose realised primary metric on the
+    shadow partitions is worse than the champion's by more than this."""
+
+
+class MonitoringConfig(_Strict):
+    table: str | None = None
+    """Monitoring table name; None: monitoring.<predictions table>."""
+    columns: list[str] = Field(default_factory=list)
+    """Feature columns to watch; empty: the model's categorical and numeric inputs."""
+    reference: Literal["training", "baseline"] = "training"
+    """'training': the train range of the features table at the version the model recorded;
+    'baseline': the fixed `baseline` window of the features table."""
+    baseline: DateRange | None = None
+    bins: Annotated[int, Field(ge=2)] = 10
+    """Quantile bins of the reference for PSI, Jensen-Shannon and chi-square."""
+    grid_size: Annotated[int, Field(ge=10)] = 200
+    """Quantile grid of the reference for KS and Wasserstein (a multiple of `bins`)."""
+    relative_error: Annotated[float, Field(ge=0.0, lt=0.1)] = 0.001
+    """Relative error of Spark's approximate quantiles (0: exact, costly on big data)."""
+    max_categories: Annotated[int, Field(ge=1)] = 50
+    """Categories kept as bins (the most frequent in the reference); the rest share one bin."""
+    windows: list[Annotated[int, Field(ge=2)]] = Field(default_factory=lambda: [7])
+    """Rolling windows (days) whose drift is computed besides each single partition."""
+    slices: list[str] = Field(default_factory=list)
+    """Feature columns whose values slice the realised quality, e.g. [carrier, origin]."""
+    thresholds: dict[str, MetricThreshold] = Field(default_factory=dict)
+    retrain: RetrainRule = Field(default_factory=RetrainRule)
+    canary: CanaryConfig = Field(default_factory=CanaryConfig)
+    ab_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    """Share of entities (stable hash of the entity id) that the score job routes to
+    @challenger in the real predictions table (0: no A/B test)."""
+    ab_salt: str = "ab"
+    """Changing the salt reshuffles which entities land in which arm."""
+    confidence: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
+    """Confidence level of the A/B comparison's intervals."""
+    report: bool = True
+    """Write an HTML report per run (next to the table and as an MLflow artifact)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_thresholds(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            given = data.get("thresholds") or {}
+            if isinstance(given, Mapping):
+                data = {**data, "thresholds": {**DEFAULT_MONITORING_THRESHOLDS, **given}}
+        elif data is None:
+            data = {"thresholds": dict(DEFAULT_MONITORING_THRESHOLDS)}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MonitoringConfig:
+        if self.grid_size % self.bins:
+            raise ValueError(f"'grid_size' ({self.grid_size}) must be a multiple of 'bins' ({self.bins})")
+        if self.reference == "baseline" and self.baseline is None:
+            raise ValueError("reference 'baseline' needs 'baseline: {from: ..., to: ...}'")
+        return self
+
+
 class AppConfig(_Strict):
     """The resolved configuration of one use case."""
 
@@ -348,6 +466,7 @@ class AppConfig(_Strict):
     split: SplitConfig
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
 
     # -- table paths -----------------------------------------------------------------------
     def table_path(self, layer: str, name: str) -> str:
