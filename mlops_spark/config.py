@@ -452,6 +452,57 @@ class MonitoringConfig(_Strict):
         return self
 
 
+_SPARK_MEMORY = re.compile(r"^[1-9][0-9]*[kmgtp]?b?$", re.IGNORECASE)
+
+
+class JobResources(_Strict):
+    """Spark resources for a job submitted with spark-submit.sh; None inherits (from
+    ``resources.defaults``, then ``spark.driver_memory`` / ``spark.shuffle_partitions``,
+    then Spark's own defaults)."""
+
+    driver_memory: str | None = None
+    executor_memory: str | None = None
+    executor_cores: Annotated[int, Field(ge=1)] | None = None
+    executors: Annotated[int, Field(ge=1)] | None = None
+    """Executors to start: --num-executors on YARN/Kubernetes; on a standalone master
+    the total cores are capped at executors x executor_cores."""
+    dynamic_allocation: bool | None = None
+    min_executors: Annotated[int, Field(ge=0)] | None = None
+    max_executors: Annotated[int, Field(ge=1)] | None = None
+    shuffle_partitions: Annotated[int, Field(ge=1)] | None = None
+    conf: dict[str, str] = Field(default_factory=dict)
+    """Extra Spark settings for this job, passed as --conf."""
+
+    @model_validator(mode="after")
+    def _sane(self) -> JobResources:
+        for name in ("driver_memory", "executor_memory"):
+            value = getattr(self, name)
+            if value is not None and not _SPARK_MEMORY.match(value):
+                raise ValueError(f"'{name}' must be a Spark memory size such as 512m or 4g (got {value!r})")
+        lo, hi = self.min_executors, self.max_executors
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"'min_executors' ({lo}) is above 'max_executors' ({hi})")
+        return self
+
+    def overlaid(self, other: JobResources) -> JobResources:
+        """These resources with every value that ``other`` sets replacing ours."""
+        mine = self.model_dump(exclude_none=True)
+        theirs = other.model_dump(exclude_none=True)
+        conf = {**mine.pop("conf", {}), **theirs.pop("conf", {})}
+        return JobResources.model_validate({**mine, **theirs, "conf": conf})
+
+
+class ResourcesConfig(_Strict):
+    """Per-job Spark resources (training usually wants more than scoring)."""
+
+    defaults: JobResources = Field(default_factory=JobResources)
+    jobs: dict[str, JobResources] = Field(default_factory=dict)
+    """Overrides by job name, e.g. {train: {executor_memory: 8g, shuffle_partitions: 200}}."""
+
+    def for_job(self, job: str) -> JobResources:
+        return self.defaults.overlaid(self.jobs.get(job, JobResources()))
+
+
 class AppConfig(_Strict):
     """The resolved configuration of one use case."""
 
@@ -467,6 +518,7 @@ class AppConfig(_Strict):
     promotion: PromotionConfig = Field(default_factory=PromotionConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
 
     # -- table paths -----------------------------------------------------------------------
     def table_path(self, layer: str, name: str) -> str:
