@@ -6,9 +6,10 @@ import contextlib
 import logging
 import os
 import subprocess
+import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,3 +157,69 @@ def load_spark_model(ref: ModelRef, dfs_tmpdir: str | None = None) -> Any:
     import mlflow.spark
 
     return mlflow.spark.load_model(ref.uri, dfs_tmpdir=dfs_tmpdir)
+
+
+def _ms(seconds: float | None) -> int | None:
+    return None if seconds is None else int(seconds * 1000)
+
+
+def log_to_run(
+    run_id: str,
+    params: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, float] | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> None:
+    """Log to a run by id (safe from any thread, unlike MLflow's active-run functions)."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    now = int(time.time() * 1000)
+    MlflowClient().log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
+        params=[Param(k, str(v)[:6000]) for k, v in (params or {}).items()],
+        tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+    )
+
+
+def log_child_run(
+    parent_run_id: str,
+    run_name: str,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    tags: Mapping[str, str] | None = None,
+    started: float | None = None,
+    ended: float | None = None,
+    failed: bool = False,
+) -> str:
+    """One finished nested run under ``parent_run_id`` (e.g. a tuning trial), with the
+    times it really ran. Returns its run id."""
+    client = MlflowClient()
+    parent = client.get_run(parent_run_id)
+    run = client.create_run(
+        parent.info.experiment_id,
+        start_time=_ms(started),
+        tags={"mlflow.parentRunId": parent_run_id, **(tags or {})},
+        run_name=run_name,
+    )
+    run_id = str(run.info.run_id)
+    log_to_run(run_id, params, metrics)
+    client.set_terminated(run_id, status="FAILED" if failed else "FINISHED", end_time=_ms(ended))
+    return run_id
+
+
+def child_runs(parent_run_id: str) -> list[Any]:
+    """The nested runs of a run (oldest first)."""
+    client = MlflowClient()
+    parent = client.get_run(parent_run_id)
+    runs = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+        order_by=["attributes.start_time ASC"],
+        max_results=10_000,
+    )
+    return list(runs)
+
+
+def set_version_tags(client: MlflowClient, ref: ModelRef, tags: Mapping[str, str]) -> None:
+    for key, value in tags.items():
+        client.set_model_version_tag(ref.name, str(ref.version), key, value)

@@ -8,6 +8,7 @@ takes raw feature-table rows and scoring cannot skew from training.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pyspark.ml import Pipeline, PipelineModel
@@ -23,8 +24,9 @@ from pyspark.ml.regression import GBTRegressor, LinearRegression, RandomForestRe
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from mlops_spark.config import DateRange, ModelConfig
+from mlops_spark.config import DateRange, ModelConfig, SplitConfig
 from mlops_spark.errors import ConfigError, JobFailed, MissingColumnError
+from mlops_spark.promotion import higher_is_better
 
 FEATURES_VECTOR = "__features"
 WEIGHT = "__weight"
@@ -40,6 +42,19 @@ _ESTIMATORS: dict[str, Any] = {
     "gbt_regressor": GBTRegressor,
 }
 _LINEAR = {"logistic_regression", "linear_regression"}
+
+CLASSIFICATION_METRICS = (
+    "areaUnderROC",
+    "areaUnderPR",
+    "log_loss",
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "positive_rate",
+    "rows",
+)
+REGRESSION_METRICS = ("rmse", "mae", "r2", "rows")
 
 
 def make_estimator(
@@ -66,14 +81,39 @@ def make_estimator(
             est._set(**{name: param.typeConverter(value)})
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"model.params.{name}: {exc}") from None
+    if model.task == "classification" and not {"threshold", "thresholds"} & set(merged):
+        # the prediction column then agrees with the metrics' "probability > threshold"
+        if model.estimator == "logistic_regression":
+            est.setThreshold(model.threshold)
+        else:
+            est.setThresholds([1.0 - model.threshold, model.threshold])
     if model.class_weight == "balanced" and model.task == "classification":
         est.setWeightCol(WEIGHT)
     return est
 
 
+def check_estimator_params(model: ModelConfig, names: list[str], where: str) -> None:
+    """Fail before any fit when a (searched) parameter is not one of the estimator's Params."""
+    est = _ESTIMATORS[model.estimator]()
+    for name in names:
+        if not est.hasParam(name):
+            valid = sorted(p.name for p in est.params)
+            raise ConfigError(
+                f"{where}.{name}: {model.estimator} has no parameter {name!r} (it has: {', '.join(valid)})"
+            )
+
+
 def build_pipeline(
     model: ModelConfig, label: str, params: Mapping[str, Any] | None = None, seed: int = 42
 ) -> Pipeline:
+    """Featurisation stages followed by the configured estimator (``params`` override
+    ``model.params``, e.g. the tuned ones)."""
+    return Pipeline(stages=[*featurizer_stages(model), make_estimator(model, label, params, seed)])
+
+
+def featurizer_stages(model: ModelConfig) -> list[Any]:
+    """Indexing, one-hot encoding (linear models), imputation, assembly and scaling into
+    the ``__features`` vector: everything of the pipeline except the estimator."""
     stages: list[Any] = []
     assembled: list[str] = []
     if model.categorical:
@@ -100,8 +140,7 @@ def build_pipeline(
     stages.append(VectorAssembler(inputCols=assembled, outputCol=raw_vector, handleInvalid="keep"))
     if model.scale:
         stages.append(StandardScaler(inputCol=raw_vector, outputCol=FEATURES_VECTOR, withMean=False))
-    stages.append(make_estimator(model, label, params, seed))
-    return Pipeline(stages=stages)
+    return stages
 
 
 def model_input_columns(model: ModelConfig) -> list[str]:
@@ -134,15 +173,35 @@ def in_range(date_column: str, rng: DateRange) -> Column:
     return F.col(date_column).between(F.lit(rng.start), F.lit(rng.end))
 
 
+@dataclass(frozen=True)
+class TimeSplit:
+    """Rows by date range: train, validation (when configured) and test never overlap."""
+
+    train: DataFrame
+    validation: DataFrame | None
+    test: DataFrame
+
+
+def time_split(df: DataFrame, date_column: str, split: SplitConfig) -> TimeSplit:
+    """Split by the configured date ranges (rows between or outside the ranges are unused)."""
+    return TimeSplit(
+        train=df.where(in_range(date_column, split.train)),
+        validation=df.where(in_range(date_column, split.validation)) if split.validation else None,
+        test=df.where(in_range(date_column, split.test)),
+    )
+
+
 def positive_probability(col: str = PROBABILITY) -> Column:
     return vector_to_array(F.col(col)).getItem(1)
 
 
 def classification_metrics(scored: DataFrame, label: str, threshold: float) -> dict[str, float]:
-    """ROC AUC, PR AUC, log loss, accuracy, precision, recall and F1 at `threshold`."""
+    """ROC AUC, PR AUC, log loss, accuracy, precision, recall and F1 at `threshold`
+    (a row is predicted positive when its probability is above the threshold, as the
+    estimator's own prediction column does)."""
     p = F.greatest(F.least(positive_probability(), F.lit(1 - 1e-15)), F.lit(1e-15))
     y = F.col(label)
-    hit = (positive_probability() >= threshold).cast("double")
+    hit = (positive_probability() > threshold).cast("double")
     row = scored.select(
         F.count(F.lit(1)).alias("n"),
         F.avg(-(y * F.log(p) + (1 - y) * F.log(1 - p))).alias("log_loss"),
@@ -192,18 +251,31 @@ def regression_metrics(scored: DataFrame, label: str) -> dict[str, float]:
     return {"rmse": float(row["rmse"]), "mae": float(row["mae"]), "r2": r2, "rows": float(n)}
 
 
-def evaluate(model: PipelineModel, df: DataFrame, config: ModelConfig, label: str) -> dict[str, float]:
-    scored = model.transform(df)
+def scored_metrics(scored: DataFrame, config: ModelConfig, label: str) -> dict[str, float]:
+    """The task's metrics of rows that already carry the model's output columns."""
     if config.task == "classification":
         return classification_metrics(scored, label, config.threshold)
     return regression_metrics(scored, label)
 
 
-def primary_metric(config: ModelConfig, name: str | None = None) -> tuple[str, bool]:
-    """(metric name, True when higher is better)."""
+def evaluate(model: Any, df: DataFrame, config: ModelConfig, label: str) -> dict[str, float]:
+    """Score ``df`` with a fitted model (pipeline or bare estimator model) and measure it."""
+    return scored_metrics(model.transform(df), config, label)
+
+
+def metric_names(config: ModelConfig) -> tuple[str, ...]:
+    return CLASSIFICATION_METRICS if config.task == "classification" else REGRESSION_METRICS
+
+
+def primary_metric(config: ModelConfig, name: str | None = None, where: str = "metric") -> tuple[str, bool]:
+    """(metric name, True when higher is better); an unknown name is a ConfigError."""
     metric = name or ("areaUnderROC" if config.task == "classification" else "rmse")
-    lower_is_better = {"rmse", "mae", "log_loss"}
-    return metric, metric not in lower_is_better
+    known = metric_names(config)
+    if metric not in known:
+        raise ConfigError(
+            f"{where}: {metric!r} is not a {config.task} metric (choose one of: {', '.join(known)})"
+        )
+    return metric, higher_is_better(metric)
 
 
 def feature_importances(model: PipelineModel, sample: DataFrame) -> dict[str, float]:

@@ -22,24 +22,29 @@ from mlops_spark.training import (
     build_pipeline,
     evaluate,
     feature_importances,
-    in_range,
     model_input_columns,
     prepare_training_frame,
     primary_metric,
+    time_split,
     with_balanced_weights,
 )
 
 CHALLENGER = "challenger"
 CONFIG_ARTIFACT = "config/resolved.json"
 FEATURES_VERSION_TAG = "lineage.features_version"
+REPRODUCES_TAG = "mlops.reproduces"
 
 
 def train(config: AppConfig, args: JobArgs = JobArgs(), spark: SparkSession | None = None) -> JobContext:
-    """Fit the configured pipeline on the train range, evaluate on the test range, log
-    everything to MLflow and register the model as ``@challenger``.
+    """Fit the configured pipeline on the train range (tuned on the validation range when
+    a search space is set), evaluate on the test range, log everything to MLflow and
+    register the model as ``@challenger``.
 
-    With ``--reproduce RUN_ID`` the run's recorded config and feature-table version are
-    used instead, and the new metrics are compared with the recorded ones.
+    With ``--reproduce RUN_ID`` the run's recorded config (model, features, split, lake)
+    and feature-table version are used instead; the new metrics are compared with the
+    recorded ones and the job fails if any differs by more than
+    ``model.reproduce_tolerance``. A reproduction is logged as its own run (tagged
+    ``mlops.reproduces``) but not registered, so it never becomes a challenger.
     """
     pinned: int | None = None
     original: dict[str, float] | None = None
@@ -50,16 +55,44 @@ def train(config: AppConfig, args: JobArgs = JobArgs(), spark: SparkSession | No
         client = registry.configure(config.mlflow)
         result = fit_and_log(ctx, config, pinned, reproduces=args.reproduce)
         ctx.result.update(result)
-        ref: registry.ModelRef = result["model"]
-        registry.set_alias(client, ref, CHALLENGER)
-        ctx.say(f"registered {ref.name} v{ref.version} @{CHALLENGER} (run {ref.run_id})")
-        if original is not None:
-            diffs = {k: abs(result["metrics"][k] - v) for k, v in original.items() if k in result["metrics"]}
-            worst = max(diffs.values(), default=0.0)
-            ctx.result["reproduction_max_abs_diff"] = worst
-            ctx.say(f"reproduced run {args.reproduce}: largest metric difference {worst:.3g}")
+        if original is None:
+            ref: registry.ModelRef = result["model"]
+            registry.set_alias(client, ref, CHALLENGER)
+            ctx.say(f"registered {ref.name} v{ref.version} @{CHALLENGER} (run {ref.run_id})")
+            return
+        assert args.reproduce is not None
+        check_reproduction(ctx, config, args.reproduce, original, result["metrics"], result["run_id"])
 
     return run_job("train", config, args.as_dict(), body, spark)
+
+
+def check_reproduction(
+    ctx: JobContext,
+    config: AppConfig,
+    run_id: str,
+    original: dict[str, float],
+    metrics: dict[str, float],
+    new_run_id: str,
+) -> None:
+    """Compare a reproduction's metrics with the recorded ones; fail past the tolerance."""
+    missing = sorted(set(original) - set(metrics))
+    diffs = {k: abs(metrics[k] - v) for k, v in original.items() if k in metrics}
+    worst = max(diffs.values(), default=0.0)
+    tolerance = config.model.reproduce_tolerance
+    ctx.result["reproduction_max_abs_diff"] = worst
+    registry.log_to_run(new_run_id, metrics={"reproduction_max_abs_diff": worst})
+    off = {k: d for k, d in diffs.items() if d > tolerance}
+    if off or missing:
+        detail = ", ".join(f"{k}: {original[k]:.12g} -> {metrics[k]:.12g}" for k in sorted(off))
+        if missing:
+            detail += f"{'; ' if detail else ''}not measured again: {', '.join(missing)}"
+        raise JobFailed(
+            f"--reproduce {run_id}: run {new_run_id} does not reproduce it within {tolerance:g} ({detail})"
+        )
+    ctx.say(
+        f"reproduced run {run_id} as run {new_run_id}: {len(diffs)} metrics agree within "
+        f"{tolerance:g} (largest difference {worst:.3g})"
+    )
 
 
 def read_training_data(ctx: JobContext, config: AppConfig, version: int | None) -> tuple[DataFrame, TableRef]:
@@ -80,16 +113,17 @@ def read_training_data(ctx: JobContext, config: AppConfig, version: int | None) 
 def fit_and_log(
     ctx: JobContext, config: AppConfig, version: int | None, reproduces: str | None = None
 ) -> dict[str, Any]:
-    """Fit, evaluate, log and register one model. Returns metrics and the ModelRef."""
+    """Fit (after tuning, when configured), evaluate, log and (unless reproducing) register
+    one model. Returns the metrics, the ModelRef (None when not registered) and run id."""
     spec, model_cfg, split = config.features, config.model, config.split
     if spec.label is None:
         raise JobFailed("train: features.label is not configured")
     label, date_col = spec.label.name, spec.date_column
+    metric, _ = primary_metric(model_cfg, config.promotion.metric, where="promotion.metric")
     data, ref = read_training_data(ctx, config, version)
     prepared = prepare_training_frame(data, model_cfg, label, ref.name)
-    train_df = prepared.where(in_range(date_col, split.train))
-    test_df = prepared.where(in_range(date_col, split.test))
-    val_df = prepared.where(in_range(date_col, split.validation)) if split.validation else None
+    parts = time_split(prepared, date_col, split)
+    train_df, val_df, test_df = parts.train, parts.validation, parts.test
 
     stats = train_df.select(F.count(F.lit(1)).alias("n"), F.avg(label).alias("mean")).first()
     assert stats is not None
@@ -109,14 +143,20 @@ def fit_and_log(
         "lineage.features_path": ref.path,
     }
     if reproduces:
-        tags["mlops.reproduces"] = reproduces
+        tags[REPRODUCES_TAG] = reproduces
     with registry.start_run(config.mlflow, run_name=f"train-{ctx.run_id}", tags=tags) as run:
+        train_df = train_df.persist()
         tuned_params: dict[str, Any] = {}
-        if model_cfg.tuning is not None and model_cfg.tuning.search_space and val_df is not None:
+        tuning = model_cfg.tuning
+        if tuning is not None and tuning.search_space:
+            if val_df is None:
+                raise JobFailed(
+                    "train: model.tuning.search_space is set but split.validation is not: "
+                    "tuning needs a validation date range between train and test"
+                )
             from mlops_spark.tuning import tune_spark_pipeline
 
             tuned_params = tune_spark_pipeline(ctx, config, train_df, val_df, label)
-        train_df = train_df.persist()
         pipeline = build_pipeline(model_cfg, label, tuned_params, split.seed)
         model = pipeline.fit(train_df)
         test_metrics = evaluate(model, test_df, model_cfg, label)
@@ -134,25 +174,41 @@ def fit_and_log(
                 "categorical": ",".join(model_cfg.categorical),
                 "numeric": ",".join(model_cfg.numeric),
                 "train_range": f"{split.train.start}..{split.train.end}",
+                **(
+                    {"validation_range": f"{split.validation.start}..{split.validation.end}"}
+                    if split.validation
+                    else {}
+                ),
                 "test_range": f"{split.test.start}..{split.test.end}",
                 "class_weight": model_cfg.class_weight,
+                "threshold": model_cfg.threshold,
+                "seed": split.seed,
+                "tuned": bool(tuned_params),
             }
         )
         mlflow.log_metrics(metrics)
         _log_lineage(ctx, config, data, ref, importances)
-        model_ref = _log_and_register(config, model, test_df, run.info.run_id)
+        model_ref = _log_model(config, model, test_df, register=reproduces is None)
+        run_id = str(run.info.run_id)
 
-    metric, _ = primary_metric(model_cfg, config.promotion.metric)
     ctx.say(
         f"{model_cfg.estimator} on {int(stats['n']):,} rows: test {metric} = "
         f"{test_metrics.get(metric, float('nan')):.4f}"
     )
-    return {"metrics": metrics, "model": model_ref, "run_id": model_ref.run_id, "importances": importances}
+    return {
+        "metrics": metrics,
+        "model": model_ref,
+        "run_id": run_id,
+        "importances": importances,
+        "params": {**model_cfg.params, **tuned_params},
+    }
 
 
 def _log_lineage(
     ctx: JobContext, config: AppConfig, data: DataFrame, ref: TableRef, importances: dict[str, float]
 ) -> None:
+    """The resolved config, every table read (name, path, version) as an artifact, tags
+    and MLflow dataset inputs, and the feature importances."""
     with tempfile.TemporaryDirectory() as tmp:
         cfg = Path(tmp) / "resolved.json"
         cfg.write_text(json.dumps(resolved_dict(config), indent=2, sort_keys=True))
@@ -165,20 +221,25 @@ def _log_lineage(
         imp = Path(tmp) / "feature_importances.json"
         imp.write_text(json.dumps(dict(sorted(importances.items(), key=lambda kv: -kv[1])), indent=2))
         mlflow.log_artifact(str(imp))
-    dataset = mlflow.data.from_spark(  # type: ignore[attr-defined]
-        data.select(*model_input_columns(config.model), config.features.label.name)  # type: ignore[union-attr]
-        if config.features.label
-        else data,
-        path=ref.path,
-        version=str(ref.version),
-        name=ref.name,
-    )
-    mlflow.log_input(dataset, context="training")
+    mlflow.set_tags({f"lineage.table.{r.name}": f"{r.path}@v{r.version}" for r in ctx.reads})
+    label = config.features.label.name if config.features.label else None
+    for read in ctx.reads:
+        if read == ref:
+            # only the columns the model uses: keeps the dataset's schema and digest small
+            frame = data.select(*model_input_columns(config.model), *([label] if label else []))
+        else:
+            frame, _ = lake.read_table(ctx.spark, read.path, read.name, version=read.version)
+        dataset = mlflow.data.from_spark(  # type: ignore[attr-defined]
+            frame, path=read.path, version=str(read.version), name=read.name
+        )
+        mlflow.log_input(dataset, context="training")
 
 
-def _log_and_register(
-    config: AppConfig, model: Any, sample_source: DataFrame, run_id: str
-) -> registry.ModelRef:
+def _log_model(
+    config: AppConfig, model: Any, sample_source: DataFrame, register: bool
+) -> registry.ModelRef | None:
+    """Log the fitted pipeline with its signature and an input example (raw feature rows);
+    register it under ``mlflow.model_name`` unless ``register`` is False."""
     import mlflow.spark
     from mlflow.models import infer_signature
 
@@ -193,16 +254,24 @@ def _log_and_register(
         "model",
         signature=signature,
         input_example=example,
-        registered_model_name=config.mlflow.model_name,
+        registered_model_name=config.mlflow.model_name if register else None,
     )
+    if not register:
+        return None
     version = info.registered_model_version
     if version is None:
         raise ModelNotFoundError(f"MLflow did not register {config.mlflow.model_name!r}")
-    return registry.ModelRef(config.mlflow.model_name, int(version), run_id)
+    run = mlflow.active_run()
+    assert run is not None
+    return registry.ModelRef(config.mlflow.model_name, int(version), str(run.info.run_id))
 
 
 def load_run_for_reproduction(config: AppConfig, run_id: str) -> tuple[AppConfig, int, dict[str, float]]:
-    """The config, feature-table version and test metrics a run recorded."""
+    """The config, feature-table version and test/validation metrics a run recorded.
+
+    The recorded config is used except for where things run (``spark``, ``mlflow``): the
+    reproduction is tracked in the store it was found in, on this machine's Spark.
+    """
     registry.configure(config.mlflow)
     client = mlflow.tracking.MlflowClient()
     try:
@@ -210,15 +279,22 @@ def load_run_for_reproduction(config: AppConfig, run_id: str) -> tuple[AppConfig
     except mlflow.exceptions.MlflowException:
         raise JobFailed(f"--reproduce: no MLflow run {run_id!r} in {mlflow.get_tracking_uri()}") from None
     with tempfile.TemporaryDirectory() as tmp:
-        local = mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path=CONFIG_ARTIFACT, dst_path=tmp
-        )
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=CONFIG_ARTIFACT, dst_path=tmp
+            )
+        except (mlflow.exceptions.MlflowException, OSError):
+            raise JobFailed(
+                f"--reproduce: run {run_id} has no {CONFIG_ARTIFACT} artifact (is it a train run?)"
+            ) from None
         recorded = json.loads(Path(local).read_text())
     version = run.data.tags.get(FEATURES_VERSION_TAG)
     if version is None:
-        raise JobFailed(f"--reproduce: run {run_id} has no {FEATURES_VERSION_TAG} tag")
+        raise JobFailed(f"--reproduce: run {run_id} has no {FEATURES_VERSION_TAG} tag (is it a train run?)")
+    current = resolved_dict(config)
+    recorded.update({key: current[key] for key in ("spark", "mlflow")})
     metrics = {k: v for k, v in run.data.metrics.items() if k.startswith(("test_", "val_"))}
     return validate_config(recorded, default_origin=f"run {run_id}"), int(version), metrics
 
 
-__all__ = ["CHALLENGER", "WEIGHT", "fit_and_log", "train"]
+__all__ = ["CHALLENGER", "WEIGHT", "check_reproduction", "fit_and_log", "train"]
