@@ -8,7 +8,7 @@ demo: bootstrap
 	.venv/bin/mlops-spark pipeline --conf conf/flights.yml --env local
 
 lint: bootstrap
-	.venv/bin/ruff check mlops_spark tests jobs benchmarks
+	.venv/bin/ruff check .
 	.venv/bin/mypy mlops_spark
 
 test: lint
