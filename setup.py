@@ -6,7 +6,9 @@ setup(
     name="mlops-spark",
     version="0.1.0",
     description="Reusable PySpark jobs that take models from a Delta Lake to production with MLflow.",
-    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description=open("README.md", encoding="utf-8").read()
+    if __import__("os").path.exists("README.md")
+    else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["mlops_spark", "mlops_spark.*"]),

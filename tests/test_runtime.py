@@ -14,12 +14,16 @@ from mlops_spark.errors import JobFailed
 from mlops_spark.runtime import JobContext, audit_path, run_job
 
 
-def test_successful_job_appends_one_audit_row_with_versions(spark: SparkSession, flights_config: AppConfig) -> None:
+def test_successful_job_appends_one_audit_row_with_versions(
+    spark: SparkSession, flights_config: AppConfig
+) -> None:
     path = flights_config.table_path("silver", "demo")
 
     def body(ctx: JobContext) -> None:
         df = spark.createDataFrame([(1, dt.date(2024, 1, 1)), (2, dt.date(2024, 1, 2))], "id INT, date DATE")
-        ctx.wrote(lake.write_partitions(df, path, "date", [dt.date(2024, 1, 1), dt.date(2024, 1, 2)], "silver.demo"))
+        ctx.wrote(
+            lake.write_partitions(df, path, "date", [dt.date(2024, 1, 1), dt.date(2024, 1, 2)], "silver.demo")
+        )
         ctx.say("wrote two rows")
 
     ctx = run_job("demo", flights_config, {"date": "2024-01-01"}, body, spark)
