@@ -503,6 +503,43 @@ class ResourcesConfig(_Strict):
         return self.defaults.overlaid(self.jobs.get(job, JobResources()))
 
 
+class SegmentedConfig(_Strict):
+    """Many models: one scikit-learn estimator per value of ``segment_column``, fitted in
+    parallel on Spark, logged and registered as ONE model that routes rows to their
+    segment's model (rows of small, failed or unseen segments go to a global model)."""
+
+    model_name: Annotated[str, Field(min_length=1)]
+    """Registered model name, e.g. flights_delay_by_carrier."""
+    segment_column: Annotated[str, Field(min_length=1)]
+    estimator: Annotated[str, Field(pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*[.:][A-Za-z_]\w*$")]
+    """A class ("sklearn.linear_model.LogisticRegression") or a factory ("pkg.mod:make_pipeline")
+    called with ``params`` that returns an unfitted scikit-learn estimator or pipeline."""
+    params: dict[str, Any] = Field(default_factory=dict)
+    categorical: list[str] | None = None
+    """None: model.categorical without the segment column."""
+    numeric: list[str] | None = None
+    """None: model.numeric."""
+    one_hot: bool = True
+    """Put a one-hot encoder for the categorical inputs in front of the estimator."""
+    impute: Literal["none", "mean", "median"] = "median"
+    """Put an imputer for the numeric inputs in front of the estimator ('none': the
+    estimator gets NaN, as HistGradientBoosting* or a user's own pipeline can take)."""
+    task: Literal["classification", "regression"] | None = None
+    """None: model's task."""
+    class_weight: Literal["none", "balanced"] = "none"
+    min_rows: Annotated[int, Field(ge=1)] = 100
+    """A segment with fewer labelled train rows gets no model of its own (the fallback serves it)."""
+    fallback: Literal["global", "error"] = "global"
+    """'global': rows of a segment without a model go to a model fitted on every train row;
+    'error': scoring such rows fails, naming the segment."""
+    on_fit_error: Literal["fallback", "fail"] = "fallback"
+    """A segment whose fit raises: served by the fallback (and reported), or the job fails."""
+    tuning: TuningConfig | None = None
+    """Hyperopt inside each segment on split.validation, max_evals trials per segment."""
+    predictions_table: str | None = None
+    """None: predictions.<model_name>."""
+
+
 class AppConfig(_Strict):
     """The resolved configuration of one use case."""
 
@@ -519,6 +556,7 @@ class AppConfig(_Strict):
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    segmented: SegmentedConfig | None = None
 
     # -- table paths -----------------------------------------------------------------------
     def table_path(self, layer: str, name: str) -> str:
