@@ -1,0 +1,247 @@
+"""Canary (shadow) scoring and A/B routing of @challenger beside @champion.
+
+* Shadow: the challenger scores the same partitions into its own table
+  (``predictions.<model>_shadow``); champion predictions are never touched. The two are
+  compared row by row (agreement, probability shift, exact two-sample KS) and, where labels
+  exist, on realised quality; the retrain job feeds this to its promotion decision.
+* A/B: a stable hash of the entity id sends a configured share of entities to the
+  challenger in the *real* predictions table, with the arm recorded per row; once labels
+  land, the arms' realised quality is compared with a significance test and a confidence
+  interval.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from mlops_spark import lake, registry
+from mlops_spark.config import AppConfig
+from mlops_spark.lake import WriteResult
+from mlops_spark.monitoring import COLUMN, METRIC, SLICE, VALUE, classification_quality
+from mlops_spark.registry import ModelRef
+from mlops_spark.scoring import prediction_rows
+
+ARM = "arm"
+CHAMPION_ARM = "champion"
+CHALLENGER_ARM = "challenger"
+_HASH_BUCKETS = 10_000
+
+
+def shadow_table(config: AppConfig) -> str:
+    return config.monitoring.canary.table or f"{config.predictions_table}_shadow"
+
+
+def model_inputs(features: DataFrame, config: AppConfig) -> DataFrame:
+    """Entity id, date and the model's inputs typed as the score job types them."""
+    spec = config.features
+    return features.select(
+        spec.entity_id.name,
+        spec.date_column,
+        *[F.col(c).cast("string").alias(c) for c in config.model.categorical],
+        *[F.col(c).cast("double").alias(c) for c in config.model.numeric],
+    )
+
+
+def score_shadow(
+    features: DataFrame, config: AppConfig, challenger: ModelRef, dates: Sequence[dt.date], job_run_id: str
+) -> WriteResult:
+    """Score ``dates`` of ``features`` with the challenger into the shadow table (one commit,
+    replacing exactly those partitions, so reruns do not duplicate)."""
+    spec = config.features
+    model = registry.load_spark_model(challenger)
+    rows = prediction_rows(
+        model.transform(model_inputs(features, config)),
+        spec.entity_id.name,
+        spec.date_column,
+        challenger,
+        job_run_id,
+        config.model.task == "classification",
+    )
+    name = shadow_table(config)
+    return lake.write_partitions(
+        rows,
+        config.table_path("predictions", name),
+        spec.date_column,
+        dates,
+        f"predictions.{name}",
+        f"shadow score {challenger.describe()} run {job_run_id}",
+    )
+
+
+def two_sample_ks(samples: DataFrame, group_cols: Sequence[str], value: str, sample: str) -> DataFrame:
+    """Exact two-sample Kolmogorov-Smirnov statistic per group: ``sample`` is 0 or 1.
+
+    Counts per distinct value, cumulated with a window: exact like scipy's ks_2samp,
+    and only the per-value counts are shuffled.
+    """
+    keys = list(group_cols)
+    counts = samples.groupBy(*keys, value).agg(
+        F.sum(F.when(F.col(sample) == 0, 1).otherwise(0)).alias("a"),
+        F.sum(F.when(F.col(sample) == 1, 1).otherwise(0)).alias("b"),
+    )
+    w = Window.partitionBy(*keys)
+    cum = w.orderBy(value).rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    gaps = counts.select(
+        *keys,
+        F.abs(F.sum("a").over(cum) / F.sum("a").over(w) - F.sum("b").over(cum) / F.sum("b").over(w)).alias(
+            "gap"
+        ),
+    )
+    return gaps.groupBy(*keys).agg(F.max("gap").alias("ks"))
+
+
+def agreement_metrics(
+    champion: DataFrame,
+    challenger: DataFrame,
+    entity_id: str,
+    group_cols: Sequence[str],
+    classification: bool,
+) -> DataFrame:
+    """Row-by-row comparison of two models' predictions of the same entities (long format,
+    ``column`` = the compared prediction column)."""
+    keys = list(group_cols)
+    score = "probability" if classification else "prediction"
+    a = champion.select(entity_id, *keys, F.col(score).alias("__a"), F.col("prediction").alias("__ya"))
+    b = challenger.select(entity_id, *keys, F.col(score).alias("__b"), F.col("prediction").alias("__yb"))
+    paired = a.join(b, [entity_id, *keys])
+    agg = paired.groupBy(*keys).agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.avg((F.col("__ya") == F.col("__yb")).cast("double")).alias("agreement"),
+        F.avg(F.abs(F.col("__b") - F.col("__a"))).alias("mean_abs_diff"),
+        F.avg(F.col("__b") - F.col("__a")).alias("mean_shift"),
+        F.corr("__a", "__b").alias("correlation"),
+        (F.avg("__yb") - F.avg("__ya")).alias("predicted_rate_diff"),
+    )
+    samples = paired.select(*keys, F.col("__a").alias("__v"), F.lit(0).alias("__s")).unionByName(
+        paired.select(*keys, F.col("__b").alias("__v"), F.lit(1).alias("__s"))
+    )
+    ks = two_sample_ks(samples, keys, "__v", "__s")
+    names = ["rows", "mean_abs_diff", "mean_shift", "correlation", "ks"]
+    if classification:
+        names += ["agreement", "predicted_rate_diff"]
+    pairs = F.array(*[F.struct(F.lit(n).alias(METRIC), F.col(n).cast("double").alias(VALUE)) for n in names])
+    return (
+        agg.join(ks, keys)
+        .select(*keys, F.lit(score).alias(COLUMN), F.inline(pairs))
+        .where(F.col(VALUE).isNotNull() & ~F.isnan(VALUE))
+    )
+
+
+# --------------------------------------------------------------------------- A/B
+
+
+def assign_arm(entity_id: str, share: float, salt: str) -> Column:
+    """'challenger' for a stable ``share`` of entities, else 'champion'.
+
+    xxhash64 of salt + id is the same on every run, executor and Spark version, so an
+    entity stays in its arm; a new salt reshuffles the arms.
+    """
+    bucket = F.pmod(F.xxhash64(F.lit(salt), F.col(entity_id).cast("string")), F.lit(_HASH_BUCKETS))
+    return F.when(bucket < F.lit(round(share * _HASH_BUCKETS)), F.lit(CHALLENGER_ARM)).otherwise(
+        F.lit(CHAMPION_ARM)
+    )
+
+
+def ab_prediction_rows(
+    inputs: DataFrame,
+    entity_id: str,
+    date_column: str,
+    champion: tuple[ModelRef, Any],
+    challenger: tuple[ModelRef, Any],
+    job_run_id: str,
+    classification: bool,
+    share: float,
+    salt: str,
+) -> DataFrame:
+    """Predictions where each entity is scored by the model of its arm, with ``arm`` per row.
+
+    ``champion`` and ``challenger`` are (registered version, loaded Spark model). The
+    result has the predictions table's columns plus ``arm`` (write it with mergeSchema
+    the first time).
+    """
+    routed = inputs.withColumn(ARM, assign_arm(entity_id, share, salt))
+    parts = []
+    for (ref, model), arm in ((champion, CHAMPION_ARM), (challenger, CHALLENGER_ARM)):
+        scored = model.transform(routed.where(F.col(ARM) == arm))
+        parts.append(
+            prediction_rows(scored, entity_id, date_column, ref, job_run_id, classification, extra=(ARM,))
+        )
+    return parts[0].unionByName(parts[1])
+
+
+@F.pandas_udf(T.DoubleType())  # type: ignore[call-overload]
+def _two_sided_p(z: pd.Series) -> pd.Series:
+    from scipy.stats import norm
+
+    return pd.Series(2 * norm.sf(z.abs().to_numpy(float)))
+
+
+def ab_comparison(
+    labelled: DataFrame, label: str, group_cols: Sequence[str], confidence: float = 0.95
+) -> DataFrame:
+    """Realised quality per arm and the challenger-minus-champion difference with a
+    two-sided test and a ``confidence`` interval (long format, slice 'arm=...' and
+    'challenger-champion').
+
+    ROC AUC: standard errors of Hanley & McNeil (1982) for independent samples (the arms
+    hold disjoint entities). Accuracy: two-proportion z-test (pooled) and Wald interval.
+    """
+    from scipy.stats import norm
+
+    keys = list(group_cols)
+    per_arm = classification_quality(labelled, label, keys, [ARM]).where(F.col(SLICE) != "all")
+    wide = (
+        per_arm.where(F.col(METRIC).isin("rows", "positive_rate", "accuracy", "areaUnderROC"))
+        .withColumn("__key", F.concat_ws("_", F.regexp_replace(SLICE, "arm=", ""), F.col(METRIC)))
+        .groupBy(*keys)
+        .pivot(
+            "__key",
+            [
+                f"{arm}_{m}"
+                for arm in (CHAMPION_ARM, CHALLENGER_ARM)
+                for m in ("rows", "positive_rate", "accuracy", "areaUnderROC")
+            ],
+        )
+        .agg(F.first(VALUE))
+    )
+    z_crit = float(norm.ppf(0.5 + confidence / 2))
+
+    def auc_var(arm: str) -> Column:
+        a = F.col(f"{arm}_areaUnderROC")
+        pos = F.col(f"{arm}_rows") * F.col(f"{arm}_positive_rate")
+        neg = F.col(f"{arm}_rows") - pos
+        q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+        return (a * (1 - a) + (pos - 1) * (q1 - a * a) + (neg - 1) * (q2 - a * a)) / (pos * neg)
+
+    auc_diff = F.col(f"{CHALLENGER_ARM}_areaUnderROC") - F.col(f"{CHAMPION_ARM}_areaUnderROC")
+    auc_se = F.sqrt(auc_var(CHAMPION_ARM) + auc_var(CHALLENGER_ARM))
+    n1, n2 = F.col(f"{CHAMPION_ARM}_rows"), F.col(f"{CHALLENGER_ARM}_rows")
+    p1, p2 = F.col(f"{CHAMPION_ARM}_accuracy"), F.col(f"{CHALLENGER_ARM}_accuracy")
+    pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
+    acc_diff = p2 - p1
+    acc_se_pooled = F.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    acc_se = F.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
+    metrics = {
+        "auc_diff": auc_diff,
+        "auc_diff_low": auc_diff - z_crit * auc_se,
+        "auc_diff_high": auc_diff + z_crit * auc_se,
+        "auc_diff_pvalue": _two_sided_p(auc_diff / auc_se),
+        "accuracy_diff": acc_diff,
+        "accuracy_diff_low": acc_diff - z_crit * acc_se,
+        "accuracy_diff_high": acc_diff + z_crit * acc_se,
+        "accuracy_diff_pvalue": _two_sided_p(acc_diff / acc_se_pooled),
+    }
+    pairs = F.array(
+        *[F.struct(F.lit(k).alias(METRIC), v.cast("double").alias(VALUE)) for k, v in metrics.items()]
+    )
+    diff = wide.select(*keys, F.lit(f"{CHALLENGER_ARM}-{CHAMPION_ARM}").alias(SLICE), F.inline(pairs)).where(
+        F.col(VALUE).isNotNull() & ~F.isnan(VALUE)
+    )
+    return per_arm.unionByName(diff)
