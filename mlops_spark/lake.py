@@ -10,9 +10,11 @@ metrics (rows and files written, files removed).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -78,7 +80,13 @@ def read_table(
     snapshot the DataFrame reads even if a writer commits in between.
     """
     name = name or path
-    latest = current_version(spark, path)
+    try:
+        latest = current_version(spark, path)
+    except Exception as exc:  # a corrupt or unreadable _delta_log
+        raise JobFailed(
+            f"table {name!r} at {path} cannot be read: {describe_error(exc)}; "
+            "restore the table (or its _delta_log) or rewrite it with the job that produces it"
+        ) from None
     if latest is None:
         raise TableNotFoundError(name, path, "run the job that writes it first")
     pinned = latest if version is None else version
@@ -200,8 +208,35 @@ def list_partitions(
     reader = spark.read.format("delta")
     if version is not None:
         reader = reader.option("versionAsOf", version)
-    rows = reader.load(path).select(date_column).distinct().collect()
+    df = reader.load(path)
+    from_files = _dates_from_file_paths(df.inputFiles(), date_column)
+    if from_files is not None:
+        return from_files
+    rows = df.select(date_column).distinct().collect()
     return sorted(r[0] for r in rows if r[0] is not None)
+
+
+def _dates_from_file_paths(files: Sequence[str], date_column: str) -> list[dt.date] | None:
+    """Partition dates from the snapshot's file paths (``.../date=2013-01-01/part-...``).
+
+    Delta lists a snapshot's files from its log, so no data file is opened (a corrupt file
+    cannot break the listing, and a year of partitions costs no scan). None when a path does
+    not carry the partition (e.g. column mapping), so the caller scans instead.
+    """
+    dates: set[dt.date] = set()
+    marker = f"/{date_column}="
+    for file in files:
+        at = file.rfind(marker)
+        if at < 0:
+            return None
+        value = unquote(file[at + len(marker) :].split("/", 1)[0])
+        if value == "__HIVE_DEFAULT_PARTITION__":
+            continue
+        try:
+            dates.add(dt.date.fromisoformat(value))
+        except ValueError:
+            return None
+    return sorted(dates)
 
 
 def last_user_metadata(spark: SparkSession, path: str) -> str | None:
@@ -215,3 +250,44 @@ def last_user_metadata(spark: SparkSession, path: str) -> str | None:
 def history(spark: SparkSession, path: str, limit: int | None = None) -> DataFrame:
     table = DeltaTable.forPath(spark, path)
     return table.history(limit) if limit else table.history()
+
+
+def restore_version(spark: SparkSession, path: str, version: int, name: str | None = None) -> WriteResult:
+    """Make ``version`` the table's content again (a new RESTORE commit); used to undo a write."""
+    DeltaTable.forPath(spark, path).restoreToVersion(version)
+    return last_commit(spark, path, name or path)
+
+
+def delete_partitions(
+    spark: SparkSession, path: str, date_column: str, dates: Sequence[dt.date] | None, name: str | None = None
+) -> WriteResult:
+    """Delete the rows of ``dates`` (every row when None) in one commit; used to undo a first write."""
+    table = DeltaTable.forPath(spark, path)
+    if dates is None:
+        table.delete()
+    else:
+        table.delete(F.expr(_replace_where_sql(date_column, dates)))
+    return last_commit(spark, path, name or path)
+
+
+_ERROR_CLASS = re.compile(r"\[[A-Z][A-Z0-9_.]+\][^\n]*")
+
+
+def describe_error(exc: BaseException) -> str:
+    """One readable line for a Spark / Py4J / Delta error (its error class and message).
+
+    A Py4J error's text starts with "An error occurred while calling o123.collect" and ends
+    with a Java stack trace; the useful part is the line with the error class, e.g.
+    ``[FAILED_READ_FILE.NO_HINT] Encountered error while reading file ...``.
+    """
+    text = str(exc)
+    match = _ERROR_CLASS.search(text)
+    if match:
+        line = match.group(0)
+    else:
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        useful = [ln for ln in lines if not ln.startswith(("An error occurred while calling", "at "))]
+        line = (useful or lines or [type(exc).__name__])[0]
+        line = line.lstrip(": ")
+    line = re.sub(r"\s+", " ", line).strip()
+    return line if len(line) <= 400 else line[:397] + "..."

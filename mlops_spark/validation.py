@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -22,8 +23,10 @@ from pyspark.sql import types as T
 
 from mlops_spark.config import Expectation, TableValidation
 from mlops_spark.errors import ConfigError, DataQualityError, MissingColumnError, SchemaChangeError
+from mlops_spark.lake import describe_error
 
 FAILED_RULES = "failed_rules"
+RAW = "__raw"
 DUPLICATE_ROW = "duplicate_row"
 ROW_RULES = {"not_null", "type", "range", "allowed_values", "regex", "unique", "expression"}
 
@@ -32,7 +35,8 @@ Transform = Callable[[DataFrame], DataFrame]
 
 # ----------------------------------------------------------------------------- schema policy
 
-# Widening casts that lose nothing: the policy adapts to these instead of failing.
+# (new bronze type, silver type) pairs where casting to silver's type loses nothing: bronze
+# now sends a narrower type, and the policy casts it up instead of failing.
 _WIDENINGS = {
     ("int", "bigint"),
     ("int", "double"),
@@ -49,7 +53,7 @@ _WIDENINGS = {
 
 @dataclass(frozen=True)
 class SchemaChange:
-    kind: str  # added | removed | retyped | widened
+    kind: str  # added | removed | retyped | narrowed (bronze narrower than silver: cast up)
     column: str
     detail: str = ""
 
@@ -63,7 +67,7 @@ def compare_schemas(expected: T.StructType, actual: T.StructType) -> list[Schema
         if name not in exp:
             changes.append(SchemaChange("added", name, dtype))
         elif exp[name] != dtype:
-            kind = "widened" if (dtype, exp[name]) in _WIDENINGS else "retyped"
+            kind = "narrowed" if (dtype, exp[name]) in _WIDENINGS else "retyped"
             changes.append(SchemaChange(kind, name, f"{exp[name]} -> {dtype}"))
     for name in exp:
         if name not in act:
@@ -82,12 +86,15 @@ def enforce_schema_policy(
 
     * a new column: carried as nullable (``on_new_column: adapt``) or an error;
     * a removed, renamed or retyped column: an error (a rename shows as both);
-    * a lossless widening (int -> bigint): cast back to the silver type.
+    * a narrower type than silver holds (int where silver has bigint): cast up, losing nothing;
+    * a column with a `type` rule is compared as cast to that type (its bronze type may change).
     """
     if expected is None:
         return df, []
     expected = T.StructType([f for f in expected.fields if f.name not in system_columns])
-    changes = compare_schemas(expected, df.schema)
+    check_type_rules(table, policy, df)
+    # columns with a `type` rule are compared as silver holds them (cast to that type)
+    changes = compare_schemas(expected, df.transform(typed(policy)).schema)
     added = [c for c in changes if c.kind == "added"]
     removed = [c for c in changes if c.kind == "removed"]
     retyped = [c for c in changes if c.kind == "retyped"]
@@ -116,7 +123,7 @@ def enforce_schema_policy(
         )
     if problems:
         raise SchemaChangeError(f"table {table!r}: " + "; ".join(problems))
-    widened = {c.column for c in changes if c.kind == "widened"}
+    widened = {c.column for c in changes if c.kind == "narrowed"}
     if widened:
         types = {f.name: f.dataType for f in expected.fields}
         df = df.select(*[F.col(c).cast(types[c]).alias(c) if c in widened else F.col(c) for c in df.columns])
@@ -126,120 +133,196 @@ def enforce_schema_policy(
 # ----------------------------------------------------------------------------- row rules
 
 
-def _require(df: DataFrame, table: str, columns: Sequence[str]) -> None:
+def _require(available: Sequence[str], table: str, columns: Sequence[str]) -> None:
     for c in columns:
-        if c not in df.columns:
-            raise MissingColumnError(table, c, df.columns)
+        if c not in available:
+            raise MissingColumnError(table, c, list(available))
 
 
-def rule_passes(exp: Expectation) -> Column:
+def type_casts(policy: TableValidation) -> dict[str, str]:
+    """{column: SQL type} of the table's `type` rules (the types silver holds)."""
+    return {e.column: e.dtype for e in policy.expectations if e.rule == "type" and e.column and e.dtype}
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def rule_passes(exp: Expectation, raw: Column | None = None) -> Column:
     """A column that is true when a row passes a (non-unique) row rule.
 
-    Null handling follows SQL CHECK constraints: only `not_null` (and `type`, for
-    non-castable values) fail a null; other rules pass it.
+    Value rules see the row as silver will hold it (columns with a `type` rule already
+    cast); ``raw`` is the original row as a struct (defaults to the columns themselves),
+    which `not_null` and `type` inspect. Null handling follows SQL CHECK constraints: only
+    `not_null` fails a null, and `type` fails a value that does not cast. Comparisons never
+    raise on a malformed value (a string where a number belongs fails the rule instead).
     """
-    c = F.col(exp.column) if exp.column else None
-    if exp.rule == "not_null":
-        assert c is not None
-        return c.isNotNull()
-    if exp.rule == "type":
-        assert c is not None and exp.dtype
-        return c.isNull() | F.expr(f"try_cast(`{exp.column}` AS {exp.dtype})").isNotNull()
-    if exp.rule == "range":
-        assert c is not None
-        ok = F.lit(True)
-        if exp.min is not None:
-            ok = ok & (c >= F.lit(exp.min))
-        if exp.max is not None:
-            ok = ok & (c <= F.lit(exp.max))
-        return c.isNull() | (ok & ~F.isnan(c.cast("double")))
-    if exp.rule == "allowed_values":
-        assert c is not None
-        return c.isNull() | c.isin(exp.values)
-    if exp.rule == "regex":
-        assert c is not None and exp.pattern
-        return c.isNull() | c.cast("string").rlike(exp.pattern)
     if exp.rule == "expression":
         assert exp.expr
         return F.coalesce(F.expr(exp.expr), F.lit(True))
+    return F.coalesce(_value_rule_passes(exp, raw), F.lit(False))
+
+
+def _value_rule_passes(exp: Expectation, raw: Column | None) -> Column:
+    v = F.col(exp.column) if exp.column else None
+    original = raw.getField(exp.column) if (raw is not None and exp.column) else v
+    if exp.rule == "not_null":
+        assert original is not None
+        return original.isNotNull()
+    if exp.rule == "type":
+        assert original is not None and exp.dtype
+        return original.isNull() | original.try_cast(exp.dtype).isNotNull()
+    if exp.rule == "range":
+        assert v is not None
+        d = v.try_cast("double")
+        ok = d.isNotNull() & ~F.isnan(d)
+        if exp.min is not None:
+            ok = ok & (d >= F.lit(float(exp.min)))
+        if exp.max is not None:
+            ok = ok & (d <= F.lit(float(exp.max)))
+        return v.isNull() | ok
+    if exp.rule == "allowed_values":
+        assert v is not None
+        if all(_is_number(x) for x in exp.values):
+            return v.isNull() | v.try_cast("double").isin([float(x) for x in exp.values])
+        texts = [str(x).lower() if isinstance(x, bool) else str(x) for x in exp.values]
+        return v.isNull() | v.cast("string").isin(texts)
+    if exp.rule == "regex":
+        assert v is not None and exp.pattern
+        return v.isNull() | v.cast("string").rlike(exp.pattern)
     raise ConfigError(f"rule {exp.rule!r} is not a row rule")
 
 
-def with_failed_rules(table: str, policy: TableValidation, date_column: str | None) -> Transform:
-    """Curried: add ``failed_rules`` (array of rule names, empty when the row is clean).
-
-    Exact duplicates (on ``dedupe_on``, or the whole row) keep their first copy; the others
-    fail ``duplicate_row``. Key duplicates that differ in content all fail ``unique:<key>``:
-    which copy is right cannot be known.
-    """
+def with_raw_row(policy: TableValidation) -> Transform:
+    """Curried: keep the original row in ``__raw`` and cast `type`-ruled columns (try_cast)."""
+    casts = type_casts(policy)
 
     def transform(df: DataFrame) -> DataFrame:
-        data_cols = [c for c in df.columns]
-        checks: list[Column] = []
-        for exp in policy.expectations:
-            if exp.rule not in ROW_RULES:
-                continue
-            cols = [exp.column] if exp.column else list(exp.columns)
-            _require(df, table, [c for c in cols if c])
-            if exp.rule == "unique":
-                w = Window.partitionBy(*[F.col(k) for k in exp.columns])
-                distinct_rows = F.size(F.collect_set(F.to_json(F.struct(*data_cols))).over(w))
-                checks.append(F.when(distinct_rows > 1, F.lit(exp.rule_name)))
-            else:
-                try:
-                    passes = rule_passes(exp)
-                    _ = df.select(passes).schema  # analyse now: a bad rule names itself
-                except MissingColumnError:
-                    raise
-                except Exception as exc:
-                    msg = str(exc).strip().splitlines()[0]
-                    raise ConfigError(
-                        f"validation.tables.{table}: rule {exp.rule_name!r} cannot be applied: {msg}"
-                    ) from None
-                checks.append(F.when(~passes, F.lit(exp.rule_name)))
-        dedupe = policy.dedupe_on or data_cols
-        _require(df, table, dedupe)
-        order = [F.col(c).asc_nulls_last() for c in data_cols]
-        first_copy = F.row_number().over(Window.partitionBy(*dedupe).orderBy(*order))
-        checks.append(F.when(first_copy > 1, F.lit(DUPLICATE_ROW)))
-        failed = F.filter(F.array(*checks), lambda x: x.isNotNull())
-        return df.withColumn(FAILED_RULES, failed)
+        return df.select(
+            *[F.col(c).try_cast(casts[c]).alias(c) if c in casts else F.col(c) for c in df.columns],
+            F.struct(*[F.col(c) for c in df.columns]).alias(RAW),
+        )
 
     return transform
 
 
+def _analysed(table: str, exp: Expectation, df: DataFrame, build: Callable[[], Column]) -> Column:
+    """Build and resolve a rule against the data now, so a bad rule names itself before Spark runs."""
+    try:
+        check = build()
+        _ = df.select(check).schema
+    except MissingColumnError:
+        raise
+    except Exception as exc:
+        raise ConfigError(
+            f"table {table!r}: rule {exp.rule_name!r} cannot be applied: {describe_error(exc)} "
+            "(fix it under validation.tables)"
+        ) from None
+    return check
+
+
+def check_type_rules(table: str, policy: TableValidation, df: DataFrame) -> None:
+    """Every `type` rule names an existing column and a type Spark knows (else a clear error)."""
+    _require(df.columns, table, list(type_casts(policy)))
+    for exp in policy.expectations:
+        if exp.rule == "type":
+            _analysed(table, exp, df, partial(rule_passes, exp))
+
+
+def row_rule_checks(table: str, policy: TableValidation, df: DataFrame) -> list[tuple[str, Column]]:
+    """(rule name, column that is the name when the row fails, else null) per row rule.
+
+    ``df`` is the output of `with_raw_row`. Exact duplicates (on ``dedupe_on``, or the whole
+    row) keep their first copy; the others fail ``duplicate_row``. Key duplicates that
+    differ in content all fail ``unique:<key>``: which copy is right cannot be known.
+    """
+    raw = F.col(RAW)
+    data_cols = [c for c in df.columns if c not in (RAW, FAILED_RULES)]
+    checks: list[tuple[str, Column]] = []
+    for exp in policy.expectations:
+        if exp.rule not in ROW_RULES:
+            continue
+        _require(data_cols, table, [c for c in [exp.column, *exp.columns] if c])
+        if exp.rule == "unique":
+            w = Window.partitionBy(*[raw.getField(k) for k in exp.columns])
+            distinct_rows = F.size(F.collect_set(F.to_json(raw)).over(w))
+            checks.append((exp.rule_name, F.when(distinct_rows > 1, F.lit(exp.rule_name))))
+        else:
+            passes = _analysed(table, exp, df, partial(rule_passes, exp, raw))
+            checks.append((exp.rule_name, F.when(~passes, F.lit(exp.rule_name))))
+    dedupe = policy.dedupe_on or data_cols
+    _require(data_cols, table, dedupe)
+    order = [raw.getField(c).asc_nulls_last() for c in data_cols]
+    first_copy = F.row_number().over(Window.partitionBy(*[raw.getField(c) for c in dedupe]).orderBy(*order))
+    checks.append((DUPLICATE_ROW, F.when(first_copy > 1, F.lit(DUPLICATE_ROW))))
+    return checks
+
+
+def with_failed_rules(table: str, policy: TableValidation, date_column: str | None) -> Transform:
+    """Curried: type the row, keep the original in ``__raw`` and add ``failed_rules``.
+
+    ``failed_rules`` is the array of the names of every rule the row fails (empty when the
+    row is clean); see `row_rule_checks`.
+    """
+
+    def transform(df: DataFrame) -> DataFrame:
+        check_type_rules(table, policy, df)
+        prepared = df.transform(with_raw_row(policy))
+        checks = [c for _, c in row_rule_checks(table, policy, prepared)]
+        failed = F.filter(F.array(*checks), lambda x: x.isNotNull())
+        return prepared.withColumn(FAILED_RULES, failed)
+
+    return transform
+
+
+def failing_rule(table: str, policy: TableValidation, df: DataFrame) -> str | None:
+    """The first row rule whose evaluation raises on ``df``'s data (None when none does).
+
+    Used after a validation run failed inside Spark, to name the rule (e.g. an expression
+    that divides by zero under ANSI SQL) instead of showing a stack trace.
+    """
+    prepared = df.transform(with_raw_row(policy))
+    for name, check in row_rule_checks(table, policy, prepared):
+        try:
+            prepared.select(check.alias("r")).where(F.col("r").isNotNull()).limit(1).collect()
+        except Exception:
+            return name
+    return None
+
+
 def typed(policy: TableValidation) -> Transform:
     """Curried: cast columns that have a `type` rule to that type (silver is typed)."""
-    casts = {e.column: e.dtype for e in policy.expectations if e.rule == "type" and e.column}
+    casts = type_casts(policy)
 
     def transform(df: DataFrame) -> DataFrame:
         return df.select(
-            *[
-                F.expr(f"try_cast(`{c}` AS {casts[c]})").alias(c) if c in casts else F.col(c)
-                for c in df.columns
-            ]
+            *[F.col(c).try_cast(casts[c]).alias(c) if c in casts else F.col(c) for c in df.columns]
         )
 
     return transform
 
 
 def split_valid(checked: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """(rows that passed every rule, rows that failed at least one)."""
-    valid = checked.where(F.size(FAILED_RULES) == 0).drop(FAILED_RULES)
+    """(rows that passed every rule, typed; rows that failed at least one)."""
+    valid = checked.where(F.size(FAILED_RULES) == 0).drop(FAILED_RULES, RAW)
     bad = checked.where(F.size(FAILED_RULES) > 0)
     return valid, bad
 
 
 def to_quarantine(bad: DataFrame, date_column: str | None, job_run_id: str) -> DataFrame:
-    """Quarantine rows: partition date, the original row as JSON, rules failed, run id."""
-    data_cols = [c for c in bad.columns if c != FAILED_RULES]
+    """Quarantine rows: partition date, the original row as JSON, rules failed, run id.
+
+    The JSON keeps null fields, so the row is exactly what bronze held (values that failed
+    a `type` rule included, as their original text).
+    """
+    data_cols = [c for c in bad.columns if c not in (FAILED_RULES, RAW)]
+    original = F.col(RAW) if RAW in bad.columns else F.struct(*[F.col(c) for c in data_cols])
     date = F.col(date_column) if date_column else F.lit(None).cast("date")
     return bad.select(
         date.alias(date_column or "date"),
-        F.to_json(F.struct(*[F.col(c) for c in data_cols])).alias("row"),
+        F.to_json(original, {"ignoreNullFields": "false"}).alias("row"),
         F.col(FAILED_RULES),
         F.lit(job_run_id).alias("job_run_id"),
-        F.current_timestamp().alias("quarantined_at"),
     )
 
 
@@ -254,6 +337,8 @@ class PartitionReport:
     rows: int
     bad_rows: int
     rule_counts: dict[str, int] = field(default_factory=dict)
+    newest: dict[str, object] = field(default_factory=dict)
+    """{freshness column: its newest value in the partition}."""
 
     @property
     def bad_share(self) -> float:
@@ -261,15 +346,20 @@ class PartitionReport:
 
 
 def partition_reports(
-    checked: DataFrame, date_column: str | None, rule_names: Sequence[str]
+    checked: DataFrame,
+    date_column: str | None,
+    rule_names: Sequence[str],
+    freshness_columns: Sequence[str] = (),
 ) -> list[PartitionReport]:
-    """Per-partition row counts and per-rule failure counts, in one aggregation."""
-    names = [*rule_names, DUPLICATE_ROW]
+    """Per-partition row counts, per-rule failure counts and newest values, in one aggregation."""
+    names = list(dict.fromkeys([*rule_names, DUPLICATE_ROW]))
     group = [F.col(date_column)] if date_column else []
     aggs = [F.count(F.lit(1)).alias("__rows"), F.sum((F.size(FAILED_RULES) > 0).cast("long")).alias("__bad")]
     aggs += [
         F.sum(F.array_contains(FAILED_RULES, n).cast("long")).alias(f"__r{i}") for i, n in enumerate(names)
     ]
+    fresh = list(dict.fromkeys(freshness_columns))
+    aggs += [F.max(F.col(c)).alias(f"__f{i}") for i, c in enumerate(fresh)]
     rows = checked.groupBy(*group).agg(*aggs).collect()
     reports = []
     for r in rows:
@@ -280,9 +370,23 @@ def partition_reports(
                 rows=int(r["__rows"]),
                 bad_rows=int(r["__bad"] or 0),
                 rule_counts={k: v for k, v in counts.items() if v},
+                newest={c: r[f"__f{i}"] for i, c in enumerate(fresh)},
             )
         )
     return sorted(reports, key=lambda p: (p.partition is None, p.partition))
+
+
+def _as_date(value: object) -> dt.date | None:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value[:10])
+        except ValueError:
+            return None
+    return None
 
 
 def check_table_rules(
@@ -293,22 +397,32 @@ def check_table_rules(
     freshest: dt.datetime | dt.date | None = None,
     as_of: dt.date | None = None,
 ) -> None:
-    """Fail (before any write) on empty partitions, row-count bounds, bad share, freshness."""
+    """Fail (before any write) on empty partitions, row-count bounds, bad share, freshness.
+
+    * empty partition: a requested date with no rows (unless ``allow_empty``);
+    * ``row_count``: rows per partition (an empty requested partition counts 0) within
+      [min, max];
+    * ``max_bad_share``: the share of a partition's rows that failed a row rule;
+    * ``freshness``: in each partition, the newest value of ``column`` is at most
+      ``max_age_days`` days before the partition date (stale data delivered as a new day).
+      For an unpartitioned table the reference date is ``as_of`` and the newest value is
+      ``freshest`` (or the report's own). A column that is entirely null is not fresh.
+    """
     problems: list[str] = []
     seen = {p.partition for p in reports}
-    if requested is not None and not policy.allow_empty:
-        empty = [d for d in requested if d not in seen]
-        if empty:
-            problems.append(
-                "empty partition(s) "
-                + ", ".join(d.isoformat() for d in empty[:5])
-                + (" ..." if len(empty) > 5 else "")
-                + " (set allow_empty: true to accept)"
-            )
+    empty = [d for d in requested or () if d not in seen]
+    if empty and not policy.allow_empty:
+        problems.append(
+            "empty partition(s) "
+            + ", ".join(d.isoformat() for d in empty[:5])
+            + (" ..." if len(empty) > 5 else "")
+            + " (no rows in bronze; ingest them, or set allow_empty: true to accept)"
+        )
+    sized = [*reports, *[PartitionReport(d, 0, 0) for d in empty]]
     for exp in policy.expectations:
         if exp.rule != "row_count":
             continue
-        for p in reports:
+        for p in sorted(sized, key=lambda p: (p.partition is None, p.partition)):
             if (exp.min is not None and p.rows < exp.min) or (exp.max is not None and p.rows > exp.max):
                 problems.append(
                     f"{_where(p)} has {p.rows} rows, outside [{exp.min}, {exp.max}] ({exp.rule_name})"
@@ -323,14 +437,21 @@ def check_table_rules(
                 + ")"
             )
     for exp in policy.expectations:
-        if exp.rule != "freshness" or as_of is None or exp.max_age_days is None:
+        if exp.rule != "freshness" or exp.column is None or exp.max_age_days is None:
             continue
-        newest = freshest.date() if isinstance(freshest, dt.datetime) else freshest
-        if newest is None or (as_of - newest).days > exp.max_age_days:
-            problems.append(
-                f"{exp.rule_name}: newest {exp.column} is {newest}, more than "
-                f"{exp.max_age_days} day(s) before {as_of}"
-            )
+        for p in reports:
+            reference = p.partition or as_of
+            if reference is None:
+                continue
+            value = p.newest.get(exp.column)
+            if p.partition is None and freshest is not None:
+                value = freshest
+            newest = _as_date(value)
+            if newest is None or (reference - newest).days > exp.max_age_days:
+                problems.append(
+                    f"{exp.rule_name}: {_where(p)}: newest {exp.column} is {newest or 'null'}, more than "
+                    f"{exp.max_age_days} day(s) before {reference} (stale data?)"
+                )
     if problems:
         raise DataQualityError(f"table {table!r}: " + "; ".join(problems) + ". Nothing was written.")
 
