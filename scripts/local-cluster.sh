@@ -131,7 +131,9 @@ start() {
   wait_for "$WORKERS worker(s) with $WORKER_CORES core(s), $WORKER_MEMORY each" "http://$HOST:$MASTER_UI/json/" \
     "sum(w['state'] == 'ALIVE' for w in data['workers']) >= $WORKERS" worker-1
 
-  launch mlflow "$(mlflow_bin)" server --host "$HOST" --port "$MLFLOW_PORT" \
+  # MLflow's background job runner (GenAI evaluation) is not needed here and costs ~1 GB.
+  MLFLOW_SERVER_ENABLE_JOB_EXECUTION=${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false} \
+    launch mlflow "$(mlflow_bin)" server --host "$HOST" --port "$MLFLOW_PORT" \
     --workers "$MLFLOW_WORKERS" \
     --backend-store-uri "sqlite:///$STATE/mlflow/mlflow.db" \
     --serve-artifacts --artifacts-destination "$STATE/mlflow/artifacts"
