@@ -253,9 +253,14 @@ def regression_metrics(scored: DataFrame, label: str) -> dict[str, float]:
 
 def scored_metrics(scored: DataFrame, config: ModelConfig, label: str) -> dict[str, float]:
     """The task's metrics of rows that already carry the model's output columns."""
-    if config.task == "classification":
+    if config.task == "regression":
+        return regression_metrics(scored, label)
+    # three passes (counts, ROC curve, PR curve): score the rows once
+    scored = scored.persist()
+    try:
         return classification_metrics(scored, label, config.threshold)
-    return regression_metrics(scored, label)
+    finally:
+        scored.unpersist()
 
 
 def evaluate(model: Any, df: DataFrame, config: ModelConfig, label: str) -> dict[str, float]:

@@ -145,7 +145,8 @@ def fit_and_log(
     if reproduces:
         tags[REPRODUCES_TAG] = reproduces
     with registry.start_run(config.mlflow, run_name=f"train-{ctx.run_id}", tags=tags) as run:
-        train_df = train_df.persist()
+        train_df, test_df = train_df.persist(), test_df.persist()
+        val_df = val_df.persist() if val_df is not None else None
         tuned_params: dict[str, Any] = {}
         tuning = model_cfg.tuning
         if tuning is not None and tuning.search_space:
@@ -166,6 +167,8 @@ def fit_and_log(
         metrics["train_rows"] = float(stats["n"])
         importances = feature_importances(model, test_df)
         train_df.unpersist()
+        if val_df is not None:
+            val_df.unpersist()
 
         mlflow.log_params(
             {
@@ -189,6 +192,7 @@ def fit_and_log(
         mlflow.log_metrics(metrics)
         _log_lineage(ctx, config, data, ref, importances)
         model_ref = _log_model(config, model, test_df, register=reproduces is None)
+        test_df.unpersist()
         run_id = str(run.info.run_id)
 
     ctx.say(
@@ -255,6 +259,7 @@ def _log_model(
         signature=signature,
         input_example=example,
         registered_model_name=config.mlflow.model_name if register else None,
+        pip_requirements=model_requirements(),
     )
     if not register:
         return None
@@ -264,6 +269,15 @@ def _log_model(
     run = mlflow.active_run()
     assert run is not None
     return registry.ModelRef(config.mlflow.model_name, int(version), str(run.info.run_id))
+
+
+def model_requirements() -> list[str]:
+    """What a Spark pipeline model needs to load, pinned to this environment. Given
+    explicitly because MLflow's inference starts a second Python process that loads
+    the model (about a minute on a small machine)."""
+    from importlib.metadata import version
+
+    return [f"{package}=={version(package)}" for package in ("pyspark", "mlflow")]
 
 
 def load_run_for_reproduction(config: AppConfig, run_id: str) -> tuple[AppConfig, int, dict[str, float]]:
