@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +16,15 @@ from pyspark.sql import functions as F
 from .conftest import FLIGHTS_CONF, ROOT, flights_overrides
 
 pytestmark = pytest.mark.e2e
+
+SMALL_RUN = [
+    "spark.shuffle_partitions=2",
+    "split.train.from=2013-01-01",
+    "split.train.to=2013-01-10",
+    "split.test.from=2013-01-11",
+    "split.test.to=2013-01-14",
+    "model.params.maxIter=10",
+]
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -28,14 +39,21 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_pipeline_runs_twice_without_duplicates(
-    spark: SparkSession, tmp_path: Path, lake_root: str, mlflow_store: dict[str, str]
-) -> None:
+def readme_python_blocks() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+@pytest.mark.timeout(2400)
+def test_pipeline_runs_twice_without_duplicates(spark: SparkSession, tmp_path: Path) -> None:
+    """As a user: the embedded defaults (./lake, ./mlflow.db) in a fresh folder, two weeks of data."""
+    shutil.copytree(ROOT / "conf", tmp_path / "conf")
+    lake_root = str(tmp_path / "lake")
     sets: list[str] = []
-    for line in flights_overrides(lake_root, mlflow_store):
+    for line in SMALL_RUN:
         sets += ["--set", line]
     days = ["--from", "2013-01-01", "--to", "2013-01-14"]
-    first = cli("pipeline", "--conf", str(FLIGHTS_CONF), "--env", "local", *sets, *days, cwd=tmp_path)
+    first = cli("pipeline", "--env", "local", *sets, *days, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "pipeline done" in first.stderr
 
@@ -47,7 +65,7 @@ def test_pipeline_runs_twice_without_duplicates(
     assert {r[0] for r in predictions.select("model_version").distinct().collect()} == {1}
     assert predictions.where(~F.col("probability").between(0.0, 1.0)).count() == 0
 
-    second = cli("pipeline", "--conf", str(FLIGHTS_CONF), "--env", "local", *sets, *days, cwd=tmp_path)
+    second = cli("pipeline", "--env", "local", *sets, *days, cwd=tmp_path)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "nothing new to score" in second.stderr
     again = spark.read.format("delta").load(f"{lake_root}/predictions/flights_delay")
@@ -57,6 +75,18 @@ def test_pipeline_runs_twice_without_duplicates(
     jobs = [r["job"] for r in audit.orderBy("started_at").collect()]
     assert jobs[:6] == ["ingest", "validate", "features", "train", "promote", "score"]
     assert audit.where(F.col("status") != "ok").count() == 0
+    assert (tmp_path / "mlflow.db").exists()
+
+    # the README's Python example runs against this lake and store, as written
+    blocks = readme_python_blocks()
+    assert blocks
+    for block in blocks:
+        env = {**os.environ, "MLOPS_SPARK_LOG_LEVEL": "ERROR", "PYTHONPATH": str(ROOT)}
+        ran = subprocess.run(
+            [sys.executable, "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200
+        )
+        assert ran.returncode == 0, ran.stderr[-3000:]
+        assert "predictions.flights_delay" in ran.stdout
 
 
 @pytest.mark.parametrize(
