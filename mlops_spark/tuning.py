@@ -419,6 +419,7 @@ def tune_spark_pipeline(
     The caller refits the whole pipeline with the returned params.
     """
     from pyspark.ml import Pipeline
+    from pyspark.sql import functions as F
 
     from mlops_spark.training import (
         FEATURES_VECTOR,
@@ -427,6 +428,7 @@ def tune_spark_pipeline(
         featurizer_stages,
         make_estimator,
         scored_metrics,
+        with_balanced_weights,
     )
 
     model_cfg, seed = config.model, config.split.seed
@@ -436,6 +438,10 @@ def tune_spark_pipeline(
     check_estimator_params(model_cfg, list(settings.search_space), "model.tuning.search_space")
     metric, higher = tuning_metric(model_cfg, settings, config.promotion.metric)
 
+    if model_cfg.class_weight == "balanced" and model_cfg.task == "classification":
+        if WEIGHT not in train_df.columns:
+            share = train_df.agg(F.avg(label)).first()
+            train_df = with_balanced_weights(train_df, label, float((share and share[0]) or 0.0))
     featurizer = Pipeline(stages=featurizer_stages(model_cfg)).fit(train_df)
     keep = [FEATURES_VECTOR, label, *([WEIGHT] if WEIGHT in train_df.columns else [])]
     train_vec = featurizer.transform(train_df).select(*keep).persist()
