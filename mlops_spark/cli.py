@@ -23,7 +23,12 @@ JOBS: dict[str, str] = {
     "train": "Fit the model on the train range, log to MLflow, register it as @challenger.",
     "promote": "Gate @challenger against @champion on the holdout; move @champion if it wins.",
     "score": "Score feature partitions not yet scored by the model; write predictions.",
-    "pipeline": "Run ingest -> validate -> features -> train -> promote -> score.",
+    "monitor": "Drift, realised quality and canary metrics per scored partition; HTML report.",
+    "retrain": "Retrain and run the gate when monitoring says so (else: nothing to do).",
+    "train_segmented": "Fit one scikit-learn model per segment in parallel; register them as one model.",
+    "promote_segmented": "The promotion gate for the segmented model.",
+    "score_segmented": "Score new partitions with the segmented model (Arrow batches).",
+    "pipeline": "Run ingest -> validate -> features -> train -> promote -> score -> monitor -> retrain.",
 }
 
 EPILOG = """\
@@ -95,13 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
         dates.add_argument("--date", type=_date, help="only this partition date (YYYY-MM-DD)")
         dates.add_argument("--from", dest="start", type=_date, help="first partition date of a range")
         dates.add_argument("--to", dest="end", type=_date, help="last partition date of a range")
-        if job == "train":
+        if job in ("train", "train_segmented"):
             p.add_argument(
                 "--reproduce",
                 metavar="RUN_ID",
                 help="retrain from a run's recorded config and feature-table version",
             )
-        if job == "promote":
+        if job == "retrain":
+            p.add_argument("--dry-run", action="store_true", help="decide and report; move nothing")
+        if job in ("promote", "promote_segmented"):
             g = p.add_mutually_exclusive_group()
             g.add_argument(
                 "--to-version",
@@ -119,13 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(
                 "--approver", help="name recorded with --approve/--reject/--to-version (default: $USER)"
             )
-        if job in ("score", "pipeline"):
+        if job in ("score", "score_segmented", "pipeline"):
             p.add_argument(
                 "--maintenance",
                 action="store_true",
                 help="OPTIMIZE and VACUUM the predictions table after scoring",
             )
-        if job == "score":
+        if job in ("score", "score_segmented"):
             g = p.add_mutually_exclusive_group()
             g.add_argument("--alias", help="score with the model at this alias (default: scoring.alias)")
             g.add_argument("--model-version", type=_positive_int, metavar="N", help="score with version N")
