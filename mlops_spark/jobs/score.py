@@ -1,29 +1,92 @@
-"""score: the features partitions not yet scored by the model -> predictions (replaceWhere)."""
+"""score: the features partitions not yet scored by the model -> predictions (replaceWhere).
+
+* Incremental: without --date / --from --to, only the feature partitions that hold no
+  prediction from the chosen model version are scored. Both lists come from Delta's log
+  (the features table's partition values, the predictions table's per-file statistics of
+  ``model_version``), so finding one new day in a year opens no data file, and the scoring
+  query reads only the chosen partitions.
+* Exactly once: partitions are written by ``replaceWhere`` in commits of at most
+  ``partitions_per_commit`` days. A commit is atomic, so a run killed at any point leaves
+  the table at its last commit and the next run scores exactly what is still missing;
+  a rerun of a range replaces, never appends.
+* Concurrency: writers of different partitions do not conflict (the predicate is on the
+  partition column only). When two runs write the same partition, Delta lets one commit;
+  the other re-checks what is still unscored and retries, or fails cleanly.
+* Fastest path that is exact: a pyspark.ml pipeline compiled to Spark SQL, else its own
+  transform; a scikit-learn model compiled to SQL, else (and for any pyfunc model) Arrow
+  batches through a model loaded once per Python worker. The summary names the path.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from mlops_spark import lake, registry
+from mlops_spark.compile import NotCompilableError, compile_sklearn_model, compile_spark_model
 from mlops_spark.config import AppConfig
-from mlops_spark.errors import JobFailed, MissingColumnError
+from mlops_spark.errors import JobFailed, MissingColumnError, TableNotFoundError
 from mlops_spark.jobs.args import JobArgs
+from mlops_spark.lake import TableRef, WriteResult
 from mlops_spark.runtime import JobContext, run_job
-from mlops_spark.scoring import prediction_rows
-from mlops_spark.training import model_input_columns
+from mlops_spark.scoring import (
+    PYFUNC,
+    SKLEARN,
+    lineage_rows,
+    typed_inputs,
+    with_arrow_scores,
+    with_compiled_scores,
+    with_mllib_scores,
+)
+
+Method = Literal["auto", "compiled", "transform", "arrow"]
+
+DEFAULT_PARTITIONS_PER_COMMIT = 31
+"""A backfill of a year commits a month at a time: a killed run keeps what it committed."""
+DEFAULT_ARROW_BATCH_ROWS = 50_000
+"""Rows per Arrow batch on the Python path (fewer, larger batches: less per-batch overhead)."""
+CONFLICT_RETRIES = 3
+ARROW_BATCH_CONF = "spark.sql.execution.arrow.maxRecordsPerBatch"
 
 
-def score(config: AppConfig, args: JobArgs = JobArgs(), spark: SparkSession | None = None) -> JobContext:
+class ModelInputMissingError(MissingColumnError):
+    """The feature table lacks a column that the model's input signature needs."""
+
+    def __init__(self, table: str, column: str, model: str, available: Sequence[str]) -> None:
+        super().__init__(table, column, list(available))
+        self.args = (
+            f"table {table!r} has no column {column!r}, which {model} needs (its input signature); "
+            f"add it to the features spec and rerun the features job, or score with a model "
+            f"trained without it (the table has: {', '.join(sorted(available))})",
+        )
+
+
+def score(
+    config: AppConfig,
+    args: JobArgs = JobArgs(),
+    spark: SparkSession | None = None,
+    *,
+    method: Method = "auto",
+    partitions_per_commit: int = DEFAULT_PARTITIONS_PER_COMMIT,
+    arrow_batch_rows: int = DEFAULT_ARROW_BATCH_ROWS,
+) -> JobContext:
     """Score with the model at ``--alias`` (default: scoring.alias) or ``--model-version``.
 
     By default only feature partitions without predictions from that model version are
-    scored; --date / --from --to rescore a range. All chosen partitions are replaced in one
-    Delta commit, so reruns replace rather than append and a killed run leaves the table
-    at its previous version.
+    scored; --date / --from --to rescore a range (an empty range fails: nothing to score).
+    ``method`` forces a scoring path ('auto' takes the fastest exact one).
     """
+    if partitions_per_commit < 1:
+        raise JobFailed(f"score: partitions_per_commit must be >= 1 (got {partitions_per_commit})")
 
     def body(ctx: JobContext) -> None:
         client = registry.configure(config.mlflow)
@@ -33,19 +96,25 @@ def score(config: AppConfig, args: JobArgs = JobArgs(), spark: SparkSession | No
         else:
             ref = registry.resolve(client, name, alias=args.alias or config.scoring.alias)
         spec = config.features
-        date_col = spec.date_column
+        date_col, entity = spec.date_column, spec.entity_id.name
         feat_path = ctx.table_path("features", spec.name)
         out_path = ctx.table_path("predictions", config.predictions_table)
         out_name = f"predictions.{config.predictions_table}"
-        _, feat_ref = lake.read_table(ctx.spark, feat_path, f"features.{spec.name}")
-        available = lake.list_partitions(ctx.spark, feat_path, date_col, feat_ref.version)
+        feat_version = lake.current_version(ctx.spark, feat_path)
+        if feat_version is None:
+            raise TableNotFoundError(f"features.{spec.name}", feat_path, "run the features job first")
+        feat_ref = TableRef(f"features.{spec.name}", feat_path, feat_version)
+        available = lake.list_partitions(ctx.spark, feat_path, date_col, feat_version)
         if args.date_range is not None:
+            lo, hi = args.date_range
             targets = [d for d in available if args.selects(d)]
             if not targets:
-                lo, hi = args.date_range
-                raise JobFailed(f"{feat_ref.name} has no partitions in {lo}..{hi}: nothing to score")
+                raise JobFailed(
+                    f"{feat_ref.name} v{feat_version} has no partitions in {lo}..{hi}: nothing to score "
+                    "(check the dates, or run the features job for them first)"
+                )
         else:
-            done = scored_dates(ctx, out_path, date_col, ref.version)
+            done = partitions_scored_by(ctx.spark, out_path, date_col, ref.version)
             targets = [d for d in available if d not in done]
         if not targets:
             ctx.say(
@@ -54,43 +123,40 @@ def score(config: AppConfig, args: JobArgs = JobArgs(), spark: SparkSession | No
             )
             ctx.result["scored_partitions"] = 0
             return
-        features_df, feat_ref = lake.read_table(
-            ctx.spark,
-            feat_path,
-            feat_ref.name,
-            version=feat_ref.version,
-            date_column=date_col,
-            dates=targets,
-        )
+
+        features, _ = lake.read_table(ctx.spark, feat_path, feat_ref.name, version=feat_version)
+        scorer = prepare_scorer(ctx.spark, config, ref, features, feat_ref.name, method)
+        ctx.say(f"scoring path: {scorer.method} ({scorer.detail})")
+        ctx.result["method"] = scorer.method
         ctx.read(feat_ref)
-        needed = model_input_columns(config.model)
-        for col in needed:
-            if col not in features_df.columns:
-                raise MissingColumnError(feat_ref.name, col, features_df.columns)
-        model = registry.load_spark_model(ref)
-        inputs = features_df.select(
-            spec.entity_id.name,
-            date_col,
-            *[F.col(c).cast("string").alias(c) for c in config.model.categorical],
-            *[F.col(c).cast("double").alias(c) for c in config.model.numeric],
-        )
-        rows = prediction_rows(
-            model.transform(inputs),
-            spec.entity_id.name,
-            date_col,
-            ref,
-            ctx.run_id,
-            config.model.task == "classification",
-        )
-        result = lake.write_partitions(
-            rows, out_path, date_col, targets, out_name, f"score {ref.describe()} run {ctx.run_id}"
-        )
-        ctx.wrote(result)
-        ctx.rows_read += result.rows_written
+        keep = (entity, date_col)
+
+        def rows_for(dates: Sequence[dt.date]) -> DataFrame:
+            part, _ = lake.read_table(
+                ctx.spark, feat_path, feat_ref.name, version=feat_version, date_column=date_col, dates=dates
+            )
+            scored = part.transform(typed_inputs(keep, scorer.inputs)).transform(scorer.scores(keep))
+            return lineage_rows(scored, entity, date_col, ref, ctx.run_id)
+
+        ensure_table(ctx.spark, out_path, date_col, rows_for(targets[:1]).schema)
+        default_mode = args.date_range is None
+        written = 0
+        commits = 0
+        with session_conf(ctx.spark, {ARROW_BATCH_CONF: str(arrow_batch_rows)}):
+            for chunk in chunked(targets, partitions_per_commit):
+                result = write_with_retry(
+                    ctx, chunk, rows_for, out_path, date_col, out_name, ref, default_mode
+                )
+                if result is not None:
+                    ctx.wrote(result)
+                    written += result.rows_written
+                    commits += 1
+        ctx.rows_read += written
         ctx.result["scored_partitions"] = len(targets)
+        ctx.result["predictions"] = written
         ctx.say(
-            f"scored {len(targets)} partition(s) {min(targets)}..{max(targets)} "
-            f"with {ref.describe()}: {result.rows_written:,} predictions"
+            f"scored {len(targets)} partition(s) {min(targets)}..{max(targets)} with {ref.describe()} "
+            f"via {scorer.method}: {written:,} predictions in {commits} commit(s)"
         )
         if args.maintenance:
             ctx.say(optimize_and_vacuum(ctx.spark, out_path))
@@ -98,13 +164,318 @@ def score(config: AppConfig, args: JobArgs = JobArgs(), spark: SparkSession | No
     return run_job("score", config, args.as_dict(), body, spark)
 
 
-def scored_dates(ctx: JobContext, path: str, date_col: str, version: int) -> set[dt.date]:
-    """Partitions that already hold predictions from this model version."""
-    if not lake.is_table(ctx.spark, path):
+# --------------------------------------------------------------------------- choosing the path
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """How this run scores: the path, why, the typed inputs and the scoring transform."""
+
+    method: str
+    detail: str
+    inputs: tuple[tuple[str, T.DataType], ...]
+    scores: Callable[[Sequence[str]], Callable[[DataFrame], DataFrame]]
+
+
+def model_description(ref: registry.ModelRef) -> tuple[dict[str, Any], list[tuple[str, T.DataType]] | None]:
+    """The model's MLflow flavours and its signature's (name, Spark type) inputs, if any."""
+    from mlflow.models import get_model_info
+
+    info = get_model_info(ref.uri)
+    signature = info.signature
+    inputs: list[tuple[str, T.DataType]] | None = None
+    if signature is not None and signature.inputs is not None:
+        specs = [s for s in signature.inputs.inputs if getattr(s, "name", None)]
+        if specs:
+            inputs = [(str(s.name), _spark_type(s)) for s in specs]
+    return dict(info.flavors), inputs
+
+
+def _spark_type(spec: Any) -> T.DataType:
+    try:
+        return spec.type.to_spark()  # type: ignore[no-any-return]
+    except Exception:
+        return T.StringType()
+
+
+def model_inputs(
+    config: AppConfig, signature: list[tuple[str, T.DataType]] | None, spark_flavor: bool
+) -> list[tuple[str, T.DataType]]:
+    """The columns the model reads, typed as in training: for Spark pipelines the config's
+    categorical (string) and numeric (double) inputs; else the signature's types."""
+    typed: dict[str, T.DataType] = {c: T.StringType() for c in config.model.categorical}
+    typed.update({c: T.DoubleType() for c in config.model.numeric})
+    if signature is None:
+        return list(typed.items())
+    if not spark_flavor:
+        return [(n, T.DoubleType() if isinstance(t, T.NumericType) else t) for n, t in signature]
+    return [(n, typed.get(n, t)) for n, t in signature]
+
+
+def prepare_scorer(
+    spark: SparkSession,
+    config: AppConfig,
+    ref: registry.ModelRef,
+    features: DataFrame,
+    table: str,
+    method: Method = "auto",
+) -> Scorer:
+    """Load the model, check the feature table has its inputs, pick the scoring path."""
+    flavors, signature = model_description(ref)
+    spark_flavor = "spark" in flavors
+    inputs = tuple(model_inputs(config, signature, spark_flavor))
+    for column, _ in inputs:
+        if column not in features.columns:
+            raise ModelInputMissingError(table, column, ref.describe(), features.columns)
+    schema = T.StructType([T.StructField(n, t) for n, t in inputs])
+    classification = config.model.task == "classification"
+    threshold = config.model.threshold
+    reason = f"method={method}"
+    if spark_flavor:
+        if method == "arrow":
+            raise JobFailed(
+                f"score: {ref.describe()} is a Spark model; use method auto, compiled or transform"
+            )
+        model = registry.load_spark_model(ref)
+        if method in ("auto", "compiled"):
+            try:
+                compiled = compile_spark_model(model, schema)
+                return Scorer(
+                    "compiled",
+                    f"Spark SQL from {compiled.describe()}",
+                    inputs,
+                    lambda keep: with_compiled_scores(compiled, keep),
+                )
+            except NotCompilableError as exc:
+                if method == "compiled":
+                    raise JobFailed(f"score: {ref.describe()} does not compile to SQL: {exc}") from None
+                reason = f"not compilable: {exc}"
+        return Scorer(
+            "transform",
+            f"pyspark.ml transform, {reason}",
+            inputs,
+            lambda keep: with_mllib_scores(model, keep, classification),
+        )
+    if method == "transform":
+        raise JobFailed(f"score: {ref.describe()} is not a Spark model; use method auto, compiled or arrow")
+    flavor = SKLEARN if SKLEARN in flavors else PYFUNC
+    if flavor not in flavors:
+        raise JobFailed(f"score: {ref.describe()} has neither a spark, sklearn nor python_function flavour")
+    if flavor == SKLEARN:
+        estimator = load_sklearn_model(ref)
+        classification = hasattr(estimator, "classes_")
+        if method in ("auto", "compiled"):
+            try:
+                compiled = compile_sklearn_model(estimator, [n for n, _ in inputs], threshold)
+                return Scorer(
+                    "compiled",
+                    f"Spark SQL from scikit-learn {compiled.describe()}",
+                    inputs,
+                    lambda keep: with_compiled_scores(compiled, keep),
+                )
+            except NotCompilableError as exc:
+                if method == "compiled":
+                    raise JobFailed(f"score: {ref.describe()} does not compile to SQL: {exc}") from None
+                reason = f"not compilable: {exc}"
+    elif method == "compiled":
+        raise JobFailed(f"score: {ref.describe()} is a generic pyfunc model; it cannot be compiled to SQL")
+    location = ship_model(spark, ref)
+    columns = [n for n, _ in inputs]
+    return Scorer(
+        "arrow",
+        f"{flavor} model loaded once per Python worker, Arrow batches, {reason}",
+        inputs,
+        lambda keep: with_arrow_scores(location, flavor, columns, keep, classification, threshold),
+    )
+
+
+def load_sklearn_model(ref: registry.ModelRef) -> Any:
+    import mlflow.sklearn
+
+    return mlflow.sklearn.load_model(ref.uri)
+
+
+def ship_model(spark: SparkSession, ref: registry.ModelRef) -> str:
+    """Download the model's folder once on the driver; on a cluster, ship it to every executor."""
+    import mlflow.artifacts
+
+    root = Path(tempfile.gettempdir()) / "mlops-spark-models"
+    target = root / f"{ref.name}-v{ref.version}-{ref.run_id[:12]}"
+    if not (target / "MLmodel").exists():
+        target.mkdir(parents=True, exist_ok=True)
+        local = mlflow.artifacts.download_artifacts(artifact_uri=ref.uri, dst_path=str(target))
+        if Path(local) != target and (Path(local) / "MLmodel").exists():
+            target = Path(local)
+    if not (spark.sparkContext.master or "local").startswith("local"):
+        spark.sparkContext.addFile(str(target), recursive=True)
+    return str(target)
+
+
+# --------------------------------------------------------------------------- what is scored
+
+
+def _snapshot_files(spark: SparkSession, path: str) -> DataFrame | None:
+    """The latest snapshot's file actions (path, partitionValues, stats) read from the
+    Delta log only, or None when this Delta build does not expose them."""
+    try:
+        jvm: Any = spark._jvm  # type: ignore[attr-defined]
+        log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
+        none = jvm.scala.Option.empty()
+        snapshot = log.update(False, none, none)
+        return DataFrame(snapshot.allFiles().toDF(), spark)
+    except Exception:
+        return None
+
+
+def partitions_scored_by(spark: SparkSession, path: str, date_col: str, version: int) -> set[dt.date]:
+    """Partitions holding predictions from model ``version``.
+
+    Decided from the per-file min/max statistics Delta keeps for ``model_version`` (a file
+    whose min or max is the version holds it; one whose range excludes it does not): no
+    data file is opened. Only partitions with a file whose range merely straddles the
+    version (mixed versions) are checked by a query pruned to those partitions.
+    """
+    if not lake.is_table(spark, path):
         return set()
-    df, _ = lake.read_table(ctx.spark, path)
-    rows = df.where(F.col("model_version") == version).select(date_col).distinct().collect()
-    return {r[0] for r in rows}
+    files = _snapshot_files(spark, path)
+    if files is None:
+        df, _ = lake.read_table(spark, path)
+        rows = df.where(F.col("model_version") == version).select(date_col).distinct().collect()
+        return {r[0] for r in rows}
+    stats = F.from_json(
+        "stats", "numRecords long, minValues struct<model_version: int>, maxValues struct<model_version: int>"
+    )
+    listed = files.select(
+        F.col("partitionValues").getItem(date_col).alias("d"),
+        stats.getField("numRecords").alias("n"),
+        stats.getField("minValues").getField("model_version").alias("lo"),
+        stats.getField("maxValues").getField("model_version").alias("hi"),
+    ).collect()
+    scored: set[dt.date] = set()
+    unsure: set[dt.date] = set()
+    for row in listed:
+        if row["d"] is None:
+            continue
+        day = dt.date.fromisoformat(row["d"])
+        lo, hi = row["lo"], row["hi"]
+        if row["n"] == 0:
+            continue
+        if lo is None or hi is None:
+            unsure.add(day)
+        elif version in (lo, hi):
+            scored.add(day)
+        elif lo < version < hi:
+            unsure.add(day)
+    unsure -= scored
+    if unsure:
+        df, _ = lake.read_table(spark, path, date_column=date_col, dates=sorted(unsure))
+        rows = df.where(F.col("model_version") == version).select(date_col).distinct().collect()
+        scored |= {r[0] for r in rows}
+    return scored
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def chunked(dates: Sequence[dt.date], size: int) -> Iterator[list[dt.date]]:
+    ordered = sorted(dates)
+    for i in range(0, len(ordered), size):
+        yield ordered[i : i + size]
+
+
+@contextmanager
+def session_conf(spark: SparkSession, settings: dict[str, str]) -> Iterator[None]:
+    """Runtime SQL settings for the duration of a block, restored afterwards."""
+    previous: dict[str, str | None] = {k: spark.conf.get(k, None) for k in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, old in previous.items():
+            if old is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, old)
+
+
+def ensure_table(spark: SparkSession, path: str, date_col: str, schema: T.StructType) -> None:
+    """Create the empty, date-partitioned predictions table if it does not exist.
+
+    Creating it first means every scoring write is a replaceWhere of its own partitions:
+    two first runs on different partitions then both land (a plain overwrite that creates
+    the table could otherwise replace what a concurrent first run just committed).
+    """
+    if lake.is_table(spark, path):
+        return
+    from delta.tables import DeltaTable
+
+    try:
+        DeltaTable.createIfNotExists(spark).location(path).addColumns(schema).partitionedBy(
+            date_col
+        ).execute()
+    except Exception:
+        if not lake.is_table(spark, path):  # not a lost creation race: a real failure
+            raise
+
+
+def is_write_conflict(exc: BaseException) -> bool:
+    """True for Delta's optimistic-concurrency conflicts (another writer committed first)."""
+    from delta.exceptions import DeltaConcurrentModificationException
+
+    if isinstance(exc, DeltaConcurrentModificationException):
+        return True
+    text = str(exc)
+    markers = (
+        "DELTA_CONCURRENT",
+        "ConcurrentAppendException",
+        "ConcurrentDeleteReadException",
+        "ConcurrentDeleteDeleteException",
+        "MetadataChangedException",
+        "ProtocolChangedException",
+        "ConcurrentTransactionException",
+        "ConcurrentWriteException",
+    )
+    return any(m in text for m in markers)
+
+
+def write_with_retry(
+    ctx: JobContext,
+    chunk: Sequence[dt.date],
+    rows_for: Callable[[Sequence[dt.date]], DataFrame],
+    path: str,
+    date_col: str,
+    name: str,
+    ref: registry.ModelRef,
+    default_mode: bool,
+) -> WriteResult | None:
+    """Replace ``chunk``'s partitions in one commit; on a conflict with a concurrent writer,
+    re-check what is still unscored (incremental runs) and try again, or fail cleanly."""
+    pending = list(chunk)
+    for attempt in range(CONFLICT_RETRIES + 1):
+        try:
+            return lake.write_partitions(
+                rows_for(pending), path, date_col, pending, name, f"score {ref.describe()} run {ctx.run_id}"
+            )
+        except Exception as exc:
+            if not is_write_conflict(exc):
+                raise
+            what = lake.describe_error(exc) if hasattr(lake, "describe_error") else type(exc).__name__
+            if attempt == CONFLICT_RETRIES:
+                raise JobFailed(
+                    f"{name}: {len(pending)} partition(s) {min(pending)}..{max(pending)} kept conflicting "
+                    f"with concurrent writers ({what}); nothing of them was committed by this run: rerun it"
+                ) from None
+            if default_mode:
+                done = partitions_scored_by(ctx.spark, path, date_col, ref.version)
+                pending = [d for d in pending if d not in done]
+                if not pending:
+                    ctx.say(
+                        f"{name}: a concurrent run scored {min(chunk)}..{max(chunk)} first; skipping them"
+                    )
+                    return None
+            ctx.say(f"{name}: concurrent commit ({what}); retrying {len(pending)} partition(s)")
+    return None
 
 
 def optimize_and_vacuum(spark: SparkSession, path: str, retain_hours: int = 168) -> str:
@@ -123,3 +494,8 @@ def optimize_and_vacuum(spark: SparkSession, path: str, retain_hours: int = 168)
         f"maintenance: OPTIMIZE compacted {removed} file(s) into {added}; "
         f"VACUUM kept {retain_hours}h of history"
     )
+
+
+def scored_dates(ctx: JobContext, path: str, date_col: str, version: int) -> set[dt.date]:
+    """Partitions that already hold predictions from this model version (kept for callers)."""
+    return partitions_scored_by(ctx.spark, path, date_col, version)
