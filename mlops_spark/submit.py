@@ -540,6 +540,7 @@ def build_command(
 def child_environment(root: Path, home: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["SPARK_HOME"] = str(home)
+    env.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a job's log is not a terminal
     # spark-submit.sh put the checkout on PYTHONPATH to run this module; the job must import
     # the shipped package instead, exactly as the executors do.
     kept = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p).resolve() != root]

@@ -37,6 +37,8 @@ def _dbutils() -> Any:
     found = getattr(main, "dbutils", None) or getattr(builtins, "dbutils", None)
     if found is not None:
         return found
+    if "DATABRICKS_RUNTIME_VERSION" not in os.environ:
+        return None
     try:
         from databricks.sdk.runtime import dbutils  # type: ignore[import-not-found]
     except ImportError:
