@@ -58,11 +58,15 @@ def with_expressions(columns: Sequence[tuple[str, str]], table: str) -> Transfor
     return transform
 
 
-def with_as_of_lookup(lookup: AsOfLookup, right: DataFrame, row_id: str) -> Transform:
+def with_as_of_lookup(lookup: AsOfLookup, right: DataFrame, row_id: str | None = None) -> Transform:
     """Curried: the newest `right` row with time <= event_time and >= event_time - max_age.
 
     Equi-joins on the keys plus an hour bucket (each lookup row is copied into the hours it
     may serve), so the join stays linear instead of comparing every pair of rows per key.
+    Every left row comes out exactly once (an internal row id, not the entity id, picks the
+    newest match, so rows that share an id are not merged); ties between lookup rows with
+    the same time are broken by their values, so reruns give the same answer. ``row_id`` is
+    accepted for compatibility and not needed.
     """
     for col in [*lookup.keys.values(), lookup.time_column, *lookup.columns]:
         if col not in right.columns:
@@ -91,14 +95,19 @@ def with_as_of_lookup(lookup: AsOfLookup, right: DataFrame, row_id: str) -> Tran
                 )
             ),
         )
-        left = df.withColumn("__l_bucket", F.date_trunc("hour", F.col(EVENT_TIME)))
+        left = df.withColumn("__l_bucket", F.date_trunc("hour", F.col(EVENT_TIME))).withColumn(
+            "__l_row", F.monotonically_increasing_id()
+        )
         cond = F.col("__l_bucket") == F.col("__r_bucket")
         for lc in lookup.keys:
             cond = cond & (F.col(lc) == F.col(f"__k_{lc}"))
         cond = cond & (F.col(lk_time) <= F.col(EVENT_TIME))
         cond = cond & (F.col(lk_time) >= F.col(EVENT_TIME) - F.make_interval(hours=F.lit(hours)))
         joined = left.join(r, on=cond, how="left")
-        newest = Window.partitionBy(F.col(row_id)).orderBy(F.col(lk_time).desc_nulls_last())
+        newest = Window.partitionBy(F.col("__l_row")).orderBy(
+            F.col(lk_time).desc_nulls_last(),
+            *[F.col(f"{prefix}{c}").asc_nulls_last() for c in lookup.columns],
+        )
         out_cols = [*df.columns, *[f"{prefix}{c}" for c in lookup.columns]]
         return (
             joined.withColumn("__rank", F.row_number().over(newest))
@@ -194,7 +203,7 @@ def build_features(
     for lookup in spec.lookups:
         if lookup.table not in tables:
             raise JobFailed(f"features: lookup table {lookup.table!r} was not given")
-        out = out.transform(with_as_of_lookup(lookup, tables[lookup.table], spec.entity_id.name))
+        out = out.transform(with_as_of_lookup(lookup, tables[lookup.table]))
     for join in spec.joins:
         if join.table not in tables:
             raise JobFailed(f"features: join table {join.table!r} was not given")
@@ -203,6 +212,46 @@ def build_features(
         out = out.transform(with_trailing_aggregate(agg, prepared, spec.date_column))
 
     return out.select(*feature_columns(spec))
+
+
+def duplicate_keys(
+    df: DataFrame, keys: Sequence[str], limit: int = 3
+) -> list[tuple[tuple[object, ...], int]]:
+    """Up to `limit` (key values, row count) that occur more than once or hold a null."""
+    counted = df.groupBy(*keys).agg(F.count(F.lit(1)).alias("__n"))
+    null_key = F.lit(False)
+    for k in keys:
+        null_key = null_key | F.col(k).isNull()
+    bad = counted.where((F.col("__n") > 1) | null_key).orderBy(*keys).limit(limit).collect()
+    return [(tuple(r[k] for k in keys), int(r["__n"])) for r in bad]
+
+
+def check_join_keys_unique(join: StaticJoin, right: DataFrame) -> None:
+    """A dimension table must have one row per join key, or the left join would copy rows."""
+    keys = list(join.keys.values())
+    for col in keys:
+        if col not in right.columns:
+            raise MissingColumnError(join.table, col, right.columns)
+    dups = [(values, n) for values, n in duplicate_keys(right, keys) if n > 1]
+    if dups:
+        shown = ", ".join(f"{dict(zip(keys, values, strict=True))} x{n}" for values, n in dups)
+        raise JobFailed(
+            f"features: join table {join.table!r} has more than one row per key {keys} ({shown}); "
+            "joining it would copy feature rows. Deduplicate it (a validation `unique` rule) and rerun."
+        )
+
+
+def check_entities_unique(spec: FeatureSpec, table: DataFrame) -> None:
+    """The feature table holds one row per entity id and date, and no null id."""
+    keys = [spec.entity_id.name, spec.date_column]
+    dups = duplicate_keys(table, keys)
+    if dups:
+        shown = ", ".join(f"{values[0]!r} on {values[1]} x{n}" for values, n in dups)
+        raise JobFailed(
+            f"features.{spec.name}: entity id {spec.entity_id.name!r} = {spec.entity_id.expr!r} is not one "
+            f"row per entity and date in {spec.base_table!r} ({shown}); make the expression unique "
+            "(add key columns) or deduplicate the base table. Nothing was written."
+        )
 
 
 def feature_columns(spec: FeatureSpec) -> list[str]:

@@ -9,7 +9,14 @@ from pyspark.sql import DataFrame, SparkSession
 
 from mlops_spark import lake
 from mlops_spark.config import AppConfig
-from mlops_spark.features import build_features, history_days, lookup_history_hours
+from mlops_spark.errors import JobFailed, MlopsError
+from mlops_spark.features import (
+    build_features,
+    check_entities_unique,
+    check_join_keys_unique,
+    history_days,
+    lookup_history_hours,
+)
 from mlops_spark.jobs.args import JobArgs
 from mlops_spark.runtime import JobContext, run_job
 
@@ -35,27 +42,50 @@ def features(config: AppConfig, args: JobArgs = JobArgs(), spark: SparkSession |
             ctx.say(f"features.{spec.name}: nothing new to compute")
             return
         lo, hi = min(targets), max(targets)
-        tables: dict[str, DataFrame] = {}
-        base_from = lo - dt.timedelta(days=history_days(spec))
-        tables[spec.base_table] = _read(ctx, spec.base_table, (base_from, hi))
-        lookup_days = math.ceil(lookup_history_hours(spec) / 24) + 1
-        for lookup in spec.lookups:
-            tables[lookup.table] = _read(ctx, lookup.table, (lo - dt.timedelta(days=lookup_days), hi))
-        for join in spec.joins:
-            tables[join.table] = _read(ctx, join.table, None)
-        table = build_features(spec, tables, targets)
-        result = lake.write_partitions(
-            table,
-            out_path,
-            date_col,
-            targets,
-            f"features.{spec.name}",
-            "features from " + ", ".join(f"{r.name}@v{r.version}" for r in ctx.reads),
-        )
+        table = build_features(spec, tables_for(ctx, targets), targets).persist()
+        try:
+            check_entities_unique(spec, table)
+            result = lake.write_partitions(
+                table,
+                out_path,
+                date_col,
+                targets,
+                f"features.{spec.name}",
+                "features from " + ", ".join(f"{r.name}@v{r.version}" for r in ctx.reads),
+            )
+        except MlopsError:
+            raise
+        except Exception as exc:
+            raise JobFailed(
+                f"features.{spec.name}: computing {lo}..{hi} failed in Spark: {lake.describe_error(exc)}. "
+                "Nothing was written."
+            ) from None
+        finally:
+            table.unpersist()
         ctx.wrote(result)
         ctx.say(f"features.{spec.name}: {len(targets)} partition(s) {lo}..{hi}, {result.rows_written:,} rows")
 
     return run_job("features", config, args.as_dict(), body, spark)
+
+
+def tables_for(ctx: JobContext, targets: list[dt.date]) -> dict[str, DataFrame]:
+    """The silver tables the spec needs, each read only as far back as the features look.
+
+    The base table from ``history_days`` before the first target (trailing aggregates), the
+    as-of lookup tables from ``max_age_hours`` before it, dimension tables whole (after
+    checking they have one row per join key, so a join cannot copy feature rows).
+    """
+    spec = ctx.config.features
+    lo, hi = min(targets), max(targets)
+    tables: dict[str, DataFrame] = {}
+    tables[spec.base_table] = _read(ctx, spec.base_table, (lo - dt.timedelta(days=history_days(spec)), hi))
+    lookup_days = math.ceil(lookup_history_hours(spec) / 24) + 1
+    for lookup in spec.lookups:
+        tables[lookup.table] = _read(ctx, lookup.table, (lo - dt.timedelta(days=lookup_days), hi))
+    for join in spec.joins:
+        tables[join.table] = _read(ctx, join.table, None)
+        check_join_keys_unique(join, tables[join.table])
+    return tables
 
 
 def _read(ctx: JobContext, table: str, rng: tuple[dt.date, dt.date] | None) -> DataFrame:
