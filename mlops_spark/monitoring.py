@@ -140,7 +140,28 @@ def profile_reference(
     if grid_size % bins:
         raise JobFailed(f"monitoring.grid_size ({grid_size}) must be a multiple of monitoring.bins ({bins})")
     _require(df, "reference", [*numeric, *categorical])
-    cleaned = df.select(*[_as_double(c).alias(c) for c in numeric], *[F.col(c) for c in categorical])
+    # several passes (count, quantiles, histograms, moments) read it: compute it once
+    cleaned = df.select(
+        *[_as_double(c).alias(c) for c in numeric], *[F.col(c) for c in categorical]
+    ).persist()
+    try:
+        return _profile(
+            cleaned, numeric, categorical, bins, grid_size, relative_error, max_categories, description
+        )
+    finally:
+        cleaned.unpersist()
+
+
+def _profile(
+    cleaned: DataFrame,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    bins: int,
+    grid_size: int,
+    relative_error: float,
+    max_categories: int,
+    description: str,
+) -> ReferenceProfile:
     total = cleaned.count()
     if total == 0:
         raise JobFailed(f"{description}: the reference has no rows; check monitoring.reference and its range")

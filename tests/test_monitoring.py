@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.testing import assertDataFrameEqual
 from scipy import stats
@@ -17,6 +18,7 @@ from scipy.spatial.distance import jensenshannon
 from scipy.special import rel_entr
 from sklearn import metrics as skm
 
+from mlops_spark.canary import ab_comparison, ab_prediction_rows, agreement_metrics, assign_arm, two_sample_ks
 from mlops_spark.config import MetricThreshold, MonitoringConfig
 from mlops_spark.monitoring import (
     PSI_EPSILON,
@@ -285,3 +287,121 @@ def test_status_from_configured_thresholds(spark: SparkSession) -> None:
         "metric string, value double, warn_threshold double, alert_threshold double, status string",
     )
     assertDataFrameEqual(got, expected)
+
+
+# --------------------------------------------------------------------------- canary and A/B
+
+
+def test_two_sample_ks_is_exact(spark: SparkSession) -> None:
+    rng = np.random.default_rng(9)
+    a = np.round(rng.normal(0, 1, 700), 1)  # ties within and across samples
+    b = np.round(rng.normal(0.3, 1.2, 500), 1)
+    rows = [(D1, float(v), 0) for v in a] + [(D1, float(v), 1) for v in b]
+    df = spark.createDataFrame(rows, "date date, v double, s int")
+    got = two_sample_ks(df, ["date"], "v", "s").first()
+    assert got is not None
+    assert got["ks"] == pytest.approx(stats.ks_2samp(a, b).statistic, abs=1e-12)
+
+
+def test_agreement_between_champion_and_challenger(spark: SparkSession) -> None:
+    schema = "id string, date date, prediction double, probability double"
+    champion = spark.createDataFrame(
+        [("a", D1, 1.0, 0.9), ("b", D1, 0.0, 0.2), ("c", D1, 1.0, 0.6), ("d", D1, 0.0, 0.1)], schema
+    )
+    challenger = spark.createDataFrame(
+        [("a", D1, 1.0, 0.8), ("b", D1, 1.0, 0.7), ("c", D1, 1.0, 0.6), ("d", D1, 0.0, 0.3)], schema
+    )
+    got = agreement_metrics(champion, challenger, "id", ["date"], classification=True)
+    a, b = np.array([0.9, 0.2, 0.6, 0.1]), np.array([0.8, 0.7, 0.6, 0.3])
+    expected = spark.createDataFrame(
+        [
+            (D1, "probability", "rows", 4.0),
+            (D1, "probability", "mean_abs_diff", float(np.abs(b - a).mean())),
+            (D1, "probability", "mean_shift", float((b - a).mean())),
+            (D1, "probability", "correlation", float(np.corrcoef(a, b)[0, 1])),
+            (D1, "probability", "ks", float(stats.ks_2samp(a, b).statistic)),
+            (D1, "probability", "agreement", 0.75),
+            (D1, "probability", "predicted_rate_diff", 0.25),
+        ],
+        "date date, column string, metric string, value double",
+    )
+    assertDataFrameEqual(got, expected, rtol=1e-9)
+
+
+def test_ab_arms_are_stable_and_sized(spark: SparkSession) -> None:
+    ids = spark.range(20_000).select(F.concat(F.lit("flight-"), F.col("id").cast("string")).alias("id"))
+    arms = ids.select("id", assign_arm("id", 0.3, "s1").alias("a"), assign_arm("id", 0.3, "s2").alias("b"))
+    stats_row = arms.select(
+        F.avg((F.col("a") == "challenger").cast("double")).alias("share"),
+        F.avg((F.col("a") != F.col("b")).cast("double")).alias("moved"),
+    ).first()
+    assert stats_row is not None
+    assert stats_row["share"] == pytest.approx(0.3, abs=0.015)
+    assert stats_row["moved"] > 0.3  # a new salt reshuffles the arms
+    again = ids.select("id", assign_arm("id", 0.3, "s1").alias("a"))
+    assert arms.select("id", "a").exceptAll(again).count() == 0  # same salt, same arms
+
+
+def test_ab_prediction_rows_route_each_entity_to_its_arm(spark: SparkSession) -> None:
+    from mlops_spark.config import ModelConfig
+    from mlops_spark.registry import ModelRef
+    from mlops_spark.training import build_pipeline
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(0, 1, 400)
+    y = (x + rng.normal(0, 1, 400) > 0).astype(float)
+    data = spark.createDataFrame(
+        [(f"e{i}", D1, float(x[i]), "A" if i % 2 else "B", float(y[i])) for i in range(400)],
+        "id string, date date, x double, c string, label double",
+    )
+    cfg = ModelConfig(numeric=["x"], categorical=["c"], params={"maxIter": 5})
+    champion = (ModelRef("m", 1, "run1"), build_pipeline(cfg, "label").fit(data))
+    challenger = (ModelRef("m", 2, "run2"), build_pipeline(cfg, "label", {"regParam": 1.0}).fit(data))
+    inputs = data.drop("label")
+    rows = ab_prediction_rows(inputs, "id", "date", champion, challenger, "job", True, 0.5, "salt")
+    routed = inputs.select("id", assign_arm("id", 0.5, "salt").alias("expected"))
+    joined = rows.join(routed, "id")
+    assert rows.count() == 400 == rows.select("id").distinct().count()
+    assert joined.where(F.col("arm") != F.col("expected")).count() == 0
+    versions = {
+        (r["arm"], r["model_version"]) for r in rows.select("arm", "model_version").distinct().collect()
+    }
+    assert versions == {("champion", 1), ("challenger", 2)}
+
+
+def test_ab_comparison_matches_scipy_and_sklearn(spark: SparkSession) -> None:
+    rng = np.random.default_rng(12)
+    n = 4000
+    arm = np.where(rng.random(n) < 0.4, "challenger", "champion")
+    y = (rng.random(n) < 0.3).astype(float)
+    signal = np.where(arm == "challenger", 1.2, 0.6)
+    p = 1 / (1 + np.exp(-(signal * (y - 0.3) * 3 + rng.normal(0, 1, n))))
+    yhat = (p >= 0.5).astype(float)
+    pdf = pd.DataFrame({"date": D1, "arm": arm, "label": y, "probability": p, "prediction": yhat})
+    df = spark.createDataFrame(
+        pdf, "date date, arm string, label double, probability double, prediction double"
+    )
+    out = ab_comparison(df, "label", ["date"], 0.95).toPandas()
+    diff = out[out.slice == "challenger-champion"].set_index("metric").value
+    per = {a: pdf[pdf.arm == a] for a in ("champion", "challenger")}
+    auc = {a: skm.roc_auc_score(d.label, d.probability) for a, d in per.items()}
+    acc = {a: skm.accuracy_score(d.label, d.prediction) for a, d in per.items()}
+    assert diff["auc_diff"] == pytest.approx(auc["challenger"] - auc["champion"], abs=1e-12)
+    assert diff["accuracy_diff"] == pytest.approx(acc["challenger"] - acc["champion"], abs=1e-12)
+    correct = [[(d.label == d.prediction).sum(), (d.label != d.prediction).sum()] for d in per.values()]
+    chi = stats.chi2_contingency(np.array(correct), correction=False)
+    assert diff["accuracy_diff_pvalue"] == pytest.approx(chi.pvalue, rel=1e-6)
+
+    def hanley_mcneil(a: float, d: pd.DataFrame) -> float:
+        pos, neg = d.label.sum(), (1 - d.label).sum()
+        q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+        return (a * (1 - a) + (pos - 1) * (q1 - a * a) + (neg - 1) * (q2 - a * a)) / (pos * neg)
+
+    se = math.sqrt(sum(hanley_mcneil(auc[a], per[a]) for a in per))
+    z = stats.norm.ppf(0.975)
+    assert diff["auc_diff_low"] == pytest.approx(diff["auc_diff"] - z * se, rel=1e-9)
+    assert diff["auc_diff_high"] == pytest.approx(diff["auc_diff"] + z * se, rel=1e-9)
+    assert diff["auc_diff_pvalue"] == pytest.approx(2 * stats.norm.sf(abs(diff["auc_diff"]) / se), rel=1e-6)
+    assert diff["auc_diff_low"] > 0  # the stronger arm wins significantly
+    arms = out[out.metric == "areaUnderROC"].set_index("slice").value
+    assert arms["arm=challenger"] == pytest.approx(auc["challenger"], abs=1e-12)
