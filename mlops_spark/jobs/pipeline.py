@@ -10,7 +10,9 @@ from mlops_spark.config import AppConfig
 from mlops_spark.jobs.args import JobArgs
 from mlops_spark.jobs.features import features
 from mlops_spark.jobs.ingest import ingest
+from mlops_spark.jobs.monitor import monitor
 from mlops_spark.jobs.promote import promote
+from mlops_spark.jobs.retrain import retrain
 from mlops_spark.jobs.score import score
 from mlops_spark.jobs.train import train
 from mlops_spark.jobs.validate import validate
@@ -21,9 +23,10 @@ from mlops_spark.session import get_spark
 def pipeline(
     config: AppConfig, args: JobArgs = JobArgs(), spark: SparkSession | None = None
 ) -> list[JobContext]:
-    """ingest -> validate -> features -> train -> promote -> score, each a full job with its
-    own audit row. Training runs only when the train job's inputs are new (no @challenger
-    trained on the current feature version) so a rerun only scores what is new."""
+    """ingest -> validate -> features -> train -> promote -> score (-> the segmented model's
+    train, promote and score when configured) -> monitor -> retrain, each a full job with
+    its own audit row. Training runs when there is no champion yet; later, the retrain job
+    retrains when monitoring says so. A rerun with nothing new only says that nothing is new."""
     spark = spark or get_spark(config.spark, app_name="mlops-spark-pipeline")
     started = time.time()
     done: list[JobContext] = []
@@ -37,23 +40,41 @@ def pipeline(
     for name, step in steps:
         progress(f"== {name}")
         done.append(step())
-    if any(w.name.startswith("features.") for w in done[-1].writes) or not _has_champion(config):
+    # The first run trains and promotes; after that, models change only when the retrain
+    # job (driven by monitoring) says so, as in production.
+    if not _has_champion(config, config.mlflow.model_name):
         progress("== train")
         done.append(train(config, JobArgs(), spark))
         progress("== promote")
         done.append(promote(config, JobArgs(), spark))
     else:
-        progress("== train: features unchanged since the last model; skipped")
+        progress("== train: a champion exists; retraining is the retrain job's call (below)")
     progress("== score")
     done.append(score(config, JobArgs(maintenance=args.maintenance), spark))
+    if config.segmented is not None:
+        from mlops_spark.jobs.promote_segmented import promote_segmented
+        from mlops_spark.jobs.score_segmented import score_segmented
+        from mlops_spark.jobs.train_segmented import train_segmented
+
+        if not _has_champion(config, config.segmented.model_name):
+            progress("== train_segmented")
+            done.append(train_segmented(config, JobArgs(), spark))
+            progress("== promote_segmented")
+            done.append(promote_segmented(config, JobArgs(), spark))
+        progress("== score_segmented")
+        done.append(score_segmented(config, JobArgs(), spark))
+    progress("== monitor")
+    done.append(monitor(config, JobArgs(), spark))
+    progress("== retrain")
+    done.append(retrain(config, JobArgs(), spark))
     took = time.time() - started
     print(pipeline_summary(done, took), flush=True)
     progress(f"== pipeline done in {took:.0f}s: " + " -> ".join(c.job for c in done))
     return done
 
 
-def _has_champion(config: AppConfig) -> bool:
+def _has_champion(config: AppConfig, name: str) -> bool:
     from mlops_spark import registry
 
     client = registry.configure(config.mlflow)
-    return registry.try_resolve(client, config.mlflow.model_name, "champion") is not None
+    return registry.try_resolve(client, name, config.scoring.alias) is not None
