@@ -576,13 +576,23 @@ def fit_segments(
             raise MissingColumnError("segmented fit input", col, df.columns)
     ship_by_value(factory)
     rows = df.select(F.col(route.segment_column).cast("string").alias(SEGMENT_KEY), *needed[1:])
+    counted = {r[0]: int(r[1]) for r in rows.groupBy(SEGMENT_KEY).count().collect()}
+    if GLOBAL in counted:
+        raise JobFailed(
+            f"segmented fit: {route.segment_column} = {GLOBAL!r} is reserved for the global model; rename it"
+        )
+    if not counted:
+        raise JobFailed("segmented fit: there are no labelled rows to fit")
+    sizes = {str(k): n for k, n in counted.items() if k is not None}
     keyed = rows.where(F.col(SEGMENT_KEY).isNotNull())
     if include_global:
         keyed = keyed.unionByName(rows.withColumn(SEGMENT_KEY, F.lit(GLOBAL)))
-    spark = df.sparkSession
-    sizes = {str(r[0]): int(r[1]) for r in keyed.groupBy(SEGMENT_KEY).count().collect()}
+        sizes[GLOBAL] = sum(counted.values())
     if not sizes:
-        raise JobFailed("segmented fit: there are no labelled rows to fit")
+        raise JobFailed(
+            f"segmented fit: every row has a null {route.segment_column} and there is no global model"
+        )
+    spark = df.sparkSession
     limit = max_tasks or 4 * max(1, spark.sparkContext.defaultParallelism)
     bins = max(1, min(len(sizes), limit))
     packing = pack_segments(sizes, bins)

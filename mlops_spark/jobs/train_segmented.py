@@ -132,8 +132,6 @@ def fit_and_log_segmented(ctx: JobContext, config: AppConfig) -> dict[str, Any]:
 
     data, ref = read_training_data(ctx, config, None)
     prepared = prepare_segmented_frame(data, spec, date_col, ref.name)
-    if prepared.where(F.col(route.segment_column) == GLOBAL).limit(1).count():
-        raise JobFailed(f"{ref.name}: segment value {GLOBAL!r} is reserved for the global model; rename it")
     parts = time_split(prepared, date_col, split)
     fit_input = parts.train.withColumn(ROLE, F.lit("train"))
     if tuning is not None and parts.validation is not None:
