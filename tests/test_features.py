@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 import pytest
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
@@ -388,3 +388,57 @@ def test_point_in_time_correct_on_real_flights(
     assert moved.count() > 0.5 * before.where(~early).count()
     for df in (flights, weather, before, after):
         df.unpersist()
+
+
+@pytest.mark.e2e
+def test_validate_then_features_on_real_flights(
+    spark: SparkSession, lake_root: str, mlflow_store: dict[str, str]
+) -> None:
+    """Three real days through conf/flights.yml's expectations and feature spec.
+
+    A few rows are broken on purpose; they end in quarantine with their reasons, every
+    other row reaches silver, and the feature table has one row per silver flight.
+    """
+    from mlops_spark.jobs.validate import validate
+
+    config = load_config(FLIGHTS_CONF, "local", flights_overrides(lake_root, mlflow_store))
+    flights = nycflights(spark, "flights", 3)
+    first = flights.orderBy("date", "carrier", "flight", "origin", "sched_dep_time").limit(3).collect()
+
+    def key(r: Any) -> Column:
+        cols = ("date", "carrier", "flight", "sched_dep_time")
+        return F.expr(" AND ".join(f"{c} = '{r[c]}'" for c in cols))
+
+    broken = (
+        flights.withColumn("carrier", F.when(key(first[0]), F.lit(None)).otherwise(F.col("carrier")))
+        .withColumn("origin", F.when(key(first[1]), F.lit("XXX")).otherwise(F.col("origin")))
+        .unionByName(flights.where(key(first[2])))  # an exact duplicate
+    )
+    bronze = {"flights": broken, "weather": nycflights(spark, "weather", 3)}
+    for name, df in bronze.items():
+        lake.write_partitions(
+            df, config.table_path("bronze", name), "date", [dt.date(2013, 1, d) for d in (1, 2, 3)]
+        )
+    for name in ("planes", "airlines", "airports"):
+        lake.overwrite_table(nycflights(spark, name, 0), config.table_path("bronze", name))
+
+    ctx = validate(config, spark=spark)
+    n_flights = flights.count()
+    assert ctx.result["rows"]["flights"] == {"read": n_flights + 1, "silver": n_flights - 2, "quarantine": 3}
+    reasons = (
+        spark.read.format("delta").load(config.table_path("quarantine", "flights")).select("failed_rules")
+    )
+    assert sorted(r[0] for r in reasons.collect()) == [
+        ["allowed_values:origin"],
+        ["duplicate_row"],
+        ["not_null:carrier"],
+    ]
+    assert ctx.result["rows"]["weather"]["quarantine"] == 0
+
+    feats = features(config, spark=spark)
+    table = spark.read.format("delta").load(config.table_path("features", "flights"))
+    assert feats.writes[0].rows_written == table.count() == n_flights - 2
+    assert table.select("flight_id").distinct().count() == n_flights - 2
+    # weather is found for nearly every flight, planes for most
+    assert table.where(F.col("wx_temp").isNull()).count() < 0.05 * table.count()
+    assert table.where(F.col("plane_year").isNotNull()).count() > 0.5 * table.count()
