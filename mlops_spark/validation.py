@@ -6,6 +6,11 @@ the original row (as JSON, so the quarantine schema survives source changes) and
 run id. Exact duplicate rows keep one copy in silver and send the others to quarantine as
 ``duplicate_row``, so rows in = silver + quarantine, always.
 
+Columns with a `type` rule are cast (``try_cast``) before the other rules run, so rules
+and silver see typed values while quarantine keeps the original text. No rule raises on a
+malformed value: a string where a number belongs fails `range` / `allowed_values` instead
+of stopping the job (only a user's SQL `expression` can still raise, and is then named).
+
 Table rules (row_count, freshness, an empty partition, the bad-row share) fail the job
 before anything is written.
 """

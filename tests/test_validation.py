@@ -755,3 +755,11 @@ def test_unpartitioned_table_is_replaced_whole_and_skipped_when_unchanged(
     )
     ctx = validate(config, spark=spark)
     assert ctx.writes == [] and "silver.dim: up to date with bronze v0" in ctx.lines
+
+
+def test_rules_for_a_table_that_is_not_a_source_are_refused(lake_root: str) -> None:
+    config = app_config(lake_root, {"t": base_rules(), "flihgts": base_rules()})
+    with pytest.raises(
+        ConfigError, match=r"validation.tables: 'flihgts' is not a source table \(source.tables has: t\)"
+    ):
+        validate(config)

@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 
 from mlops_spark import lake
 from mlops_spark.config import AppConfig, TableValidation
-from mlops_spark.errors import DataQualityError, JobFailed, MlopsError
+from mlops_spark.errors import ConfigError, DataQualityError, JobFailed, MlopsError
 from mlops_spark.jobs.args import JobArgs
 from mlops_spark.lake import WriteResult
 from mlops_spark.runtime import JobContext, run_job
@@ -50,6 +50,13 @@ def validate(config: AppConfig, args: JobArgs = JobArgs(), spark: SparkSession |
     freshness rule), a schema change the policy does not allow, or unreadable bronze data
     fails the job before anything is written.
     """
+
+    unknown = sorted(set(config.validation.tables) - set(config.source.tables))
+    if unknown:
+        raise ConfigError(
+            f"validation.tables: {', '.join(map(repr, unknown))} is not a source table "
+            f"(source.tables has: {', '.join(config.source.tables) or 'none'}); its rules would never run"
+        )
 
     def body(ctx: JobContext) -> None:
         plans: list[TablePlan] = []
