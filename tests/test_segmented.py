@@ -106,13 +106,20 @@ def day(n: int) -> dt.date:
 
 def day_rows(d: dt.date, test_day: bool, seed: int = 5) -> list[tuple[Any, ...]]:
     """One day: segments a, b, c (60 rows each), 'tiny' (2 rows: too small), 'flat' (x1
-    constant: the user's pipeline fails), 'mono' (always 0: one class); on test days also
-    'new' (never seen in training) and rows with a null segment."""
+    constant: the user's pipeline fails), 'mono' (always 0: one class), 'empty' (no label
+    before the test days: no train rows); on test days also 'new' (never seen in
+    training) and rows with a null segment."""
     rng = np.random.default_rng([seed, d.toordinal()])
     out: list[tuple[Any, ...]] = []
 
     def add(
-        segment: str | None, n: int, w1: float, w2: float, flat: bool = False, mono: bool = False
+        segment: str | None,
+        n: int,
+        w1: float,
+        w2: float,
+        flat: bool = False,
+        mono: bool = False,
+        unlabelled: bool = False,
     ) -> None:
         x1 = np.ones(n) if flat else rng.normal(size=n)
         x2, noise = rng.normal(size=n), rng.normal(size=n)
@@ -120,13 +127,15 @@ def day_rows(d: dt.date, test_day: bool, seed: int = 5) -> list[tuple[Any, ...]]
         y = np.zeros(n) if mono else (rng.random(n) < p).astype(float)
         for i in range(n):
             x2_i = None if rng.random() < 0.03 else float(x2[i])
-            out.append((f"{d}-{segment}-{i}", d, segment, float(x1[i]), x2_i, float(noise[i]), float(y[i])))
+            y_i = None if unlabelled else float(y[i])
+            out.append((f"{d}-{segment}-{i}", d, segment, float(x1[i]), x2_i, float(noise[i]), y_i))
 
     for segment, (w1, w2) in WEIGHTS.items():
         add(segment, 60, w1, w2)
     add("tiny", 2, 1.0, 1.0)
     add("flat", 15, 0.0, 1.0, flat=True)
     add("mono", 10, 0.0, 0.0, mono=True)
+    add("empty", 5, 1.0, 0.0, unlabelled=not test_day)
     if test_day:
         add("new", 12, 1.0, 0.0)
         add(None, 6, 1.0, 0.0)
@@ -202,7 +211,7 @@ SPEC = FitSpec(route=ROUTE, label="y", min_rows=30, one_hot=False, impute="none"
 def fit_input(spark: SparkSession, with_validation: bool = False) -> DataFrame:
     df = synthetic_features(spark, range(1, 7 if with_validation else 6))
     role = F.when(F.col("date") <= F.lit(day(TRAIN[1])), "train").otherwise("validation")
-    return df.withColumn(ROLE, role)
+    return df.where(F.col("y").isNotNull()).withColumn(ROLE, role)
 
 
 # --------------------------------------------------------------------------- estimators
@@ -460,7 +469,7 @@ def test_train_segmented_registers_one_model_with_per_segment_metrics(
     by = table.set_index(table["segment"].fillna("<null>"))
     assert by["status"].to_dict() == {
         "a": FITTED, "b": FITTED, "c": FITTED, "flat": FAILED, "mono": SINGLE_CLASS,
-        "new": UNSEEN, "tiny": TOO_SMALL, "<null>": UNSEEN,
+        "new": UNSEEN, "tiny": TOO_SMALL, "empty": UNSEEN, "<null>": UNSEEN,
     }  # fmt: skip
     assert by["served_by"].to_dict()["flat"] == "global" and by["served_by"].to_dict()["a"] == "own"
     test_rows = synthetic_features(spark, range(TEST[0], TEST[1] + 1)).count()
@@ -476,7 +485,7 @@ def test_train_segmented_registers_one_model_with_per_segment_metrics(
     logged = mlflow.MlflowClient().load_table(
         run.info.experiment_id, "segments/metrics.json", run_ids=[ctx.result["run_id"]]
     )
-    assert sorted(logged["segment"].dropna()) == ["a", "b", "c", "flat", "mono", "new", "tiny"]
+    assert sorted(logged["segment"].dropna()) == ["a", "b", "c", "empty", "flat", "mono", "new", "tiny"]
 
     path, _ = segments_table(config)
     delta = spark.read.format("delta").load(path)
@@ -506,6 +515,7 @@ def test_pyfunc_and_spark_flavours_of_the_registered_model_agree(
     assert set(merged.loc[merged["py_model_segment"] == GLOBAL, "id"].str.split("-").str[3]) >= {
         "new",
         "flat",
+        "empty",
         "None",
     }
 
