@@ -147,9 +147,10 @@ def test_alert_triggers_retrain_gate_and_quiet_runs(
         .where("kind = 'canary' AND date = DATE'2024-01-14'")
         .collect()
     }
-    # same data, same seed: the challenger is the champion's twin
-    assert canary_rows["agreement"] == 1.0 and canary_rows["ks"] == 0.0
-    assert canary_rows["mean_abs_diff"] < 1e-9
+    # same data, same seed: the challenger is the champion's twin (the score job may use a
+    # compiled SQL path, so probabilities agree to rounding: KS is at most one row's step)
+    assert canary_rows["agreement"] == 1.0 and canary_rows["ks"] <= 1 / 250 + 1e-12
+    assert canary_rows["mean_abs_diff"] < 1e-9 and canary_rows["correlation"] > 0.999999
 
     # the concept shifts: score and monitor only the new partitions
     score(config, JobArgs(), spark)
