@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -146,6 +147,10 @@ def get_spark(config: SparkConfig | None = None, app_name: str | None = None) ->
         _apply_runtime_conf(spark, config)
         return spark
 
+    # Python workers must run the interpreter that has this package and its stack (a venv),
+    # not whatever `python3` comes first on PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     master = os.environ.get("MLOPS_SPARK_MASTER", config.master)
     builder = SparkSession.builder.appName(app_name or config.app_name).master(master)
     delta = delta_submit_conf(config)
