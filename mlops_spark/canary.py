@@ -21,12 +21,12 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from mlops_spark import lake, registry
+from mlops_spark import lake
 from mlops_spark.config import AppConfig
 from mlops_spark.lake import WriteResult
 from mlops_spark.monitoring import COLUMN, METRIC, SLICE, VALUE, classification_quality
 from mlops_spark.registry import ModelRef
-from mlops_spark.scoring import prediction_rows
+from mlops_spark.scoring import lineage_rows, prediction_rows
 
 ARM = "arm"
 CHAMPION_ARM = "champion"
@@ -38,15 +38,16 @@ def shadow_table(config: AppConfig) -> str:
     return config.monitoring.canary.table or f"{config.predictions_table}_shadow"
 
 
-def model_inputs(features: DataFrame, config: AppConfig) -> DataFrame:
-    """Entity id, date and the model's inputs typed as the score job types them."""
-    spec = config.features
-    return features.select(
-        spec.entity_id.name,
-        spec.date_column,
-        *[F.col(c).cast("string").alias(c) for c in config.model.categorical],
-        *[F.col(c).cast("double").alias(c) for c in config.model.numeric],
-    )
+def score_with(features: DataFrame, config: AppConfig, ref: ModelRef, table: str) -> DataFrame:
+    """(entity id, date, prediction, probability) of ``ref`` on ``features``, through the
+    score job's own path (compiled SQL, pyspark.ml transform or Arrow), so shadow and
+    reference scores are made exactly as the champion's predictions are."""
+    from mlops_spark.jobs.score import prepare_scorer
+    from mlops_spark.scoring import typed_inputs
+
+    keep = (config.features.entity_id.name, config.features.date_column)
+    scorer = prepare_scorer(features.sparkSession, config, ref, features, table)
+    return features.transform(typed_inputs(keep, scorer.inputs)).transform(scorer.scores(keep))
 
 
 def score_shadow(
@@ -55,15 +56,8 @@ def score_shadow(
     """Score ``dates`` of ``features`` with the challenger into the shadow table (one commit,
     replacing exactly those partitions, so reruns do not duplicate)."""
     spec = config.features
-    model = registry.load_spark_model(challenger)
-    rows = prediction_rows(
-        model.transform(model_inputs(features, config)),
-        spec.entity_id.name,
-        spec.date_column,
-        challenger,
-        job_run_id,
-        config.model.task == "classification",
-    )
+    scored = score_with(features, config, challenger, f"features.{spec.name}")
+    rows = lineage_rows(scored, spec.entity_id.name, spec.date_column, challenger, job_run_id)
     name = shadow_table(config)
     return lake.write_partitions(
         rows,

@@ -39,7 +39,6 @@ from mlops_spark.monitoring import (
 from mlops_spark.registry import ModelRef
 from mlops_spark.report import ReportInput, render_report, save_report
 from mlops_spark.runtime import JobContext, run_job
-from mlops_spark.training import positive_probability
 
 MONITORING_COLUMNS = [
     "model_name",
@@ -409,18 +408,10 @@ def reference_profile(
         date_range=rng,
     )
     ctx.read(table_ref)
-    model_cols = {*config.model.categorical, *config.model.numeric}
-    inputs = df.select(
-        spec.entity_id.name,
-        spec.date_column,
-        *[F.col(c).cast("string").alias(c) for c in config.model.categorical],
-        *[F.col(c).cast("double").alias(c) for c in config.model.numeric],
-        *[F.col(c) for c in {*numeric, *categorical} if c in df.columns and c not in model_cols],
+    keys = [spec.entity_id.name, spec.date_column]
+    scored = canary.score_with(df, config, ref, table_ref.name).join(
+        df.select(*keys, *[c for c in {*numeric, *categorical} if c in df.columns]), keys
     )
-    scored = registry.load_spark_model(ref).transform(inputs)
-    if config.model.task == "classification":
-        scored = scored.withColumn("probability", positive_probability("probability"))
-    scored = scored.withColumn("prediction", F.col("prediction").cast("double"))
     description = f"{table_ref.name} v{table_ref.version} {rng[0]}..{rng[1]} ({mon.reference})"
     return profile_reference(
         scored.select(*numeric, *categorical),
