@@ -217,8 +217,9 @@ def arrow_scores(
         from mlops_spark.scoring import predict_batch, worker_model
 
         model = worker_model(location, flavor)
-        for arrays in batches:
-            yield predict_batch(model, flavor, names, arrays, classification, threshold)
+        for arrays in batches:  # one column comes as an array, several as a tuple of arrays
+            batch = arrays if isinstance(arrays, tuple) else (arrays,)
+            yield predict_batch(model, flavor, names, batch, classification, threshold)
 
     udf = F.arrow_udf(  # type: ignore[call-overload]
         predict, "prediction double, probability double", F.ArrowUDFType.SCALAR_ITER

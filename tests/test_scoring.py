@@ -8,6 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,16 +22,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.testing import assertDataFrameEqual
 
-from mlops_spark import lake, registry
+from mlops_spark import cli, lake, registry
 from mlops_spark.config import AppConfig, validate_config
 from mlops_spark.jobs.args import JobArgs
-from mlops_spark.jobs.score import score
+from mlops_spark.jobs.score import ModelInputMissingError, score
 from mlops_spark.jobs.train import train
+
+from .conftest import ROOT
 
 MODEL = "toy_delay"
 DAY0 = dt.date(2024, 3, 1)
@@ -239,3 +249,322 @@ def test_scores_only_the_new_day_and_reads_only_its_files(
     third = score(config, JobArgs(), spark)
     assert third.result["scored_partitions"] == 0
     assert "nothing new to score" in third.lines[-1]
+
+
+def test_every_path_writes_the_same_rows_with_lineage(
+    spark: SparkSession, trained: dict[str, Any], tmp_path: Path
+) -> None:
+    config = fresh_lake(spark, trained, tmp_path, DAYS[:3])
+    ref = trained["ref"]
+    compiled_run = score(config, JobArgs(), spark)
+    assert compiled_run.result["method"] == "compiled"
+    compiled = predictions(spark, config).cache()
+
+    rng = JobArgs(start=DAYS[0], end=DAYS[2])
+    transform_run = score(config, rng, spark, method="transform")
+    assert transform_run.result["method"] == "transform"
+    transformed = predictions(spark, config)
+    # a forced range replaces its partitions: still one row per input row
+    assert_one_prediction_per_row(spark, config)
+    values = ["event_id", "date", "prediction", "probability"]
+    assertDataFrameEqual(compiled.select(*values), transformed.select(*values), rtol=0.0, atol=1e-12)
+    lineage = transformed.select("model_name", "model_version", "model_run_id", "job_run_id").distinct()
+    expected = spark.createDataFrame(
+        [(MODEL, ref.version, ref.run_id, transform_run.run_id)],
+        "model_name string, model_version int, model_run_id string, job_run_id string",
+    )
+    assertDataFrameEqual(lineage, expected)
+    assert transformed.where(~F.col("probability").between(0.0, 1.0)).count() == 0
+    assert transformed.where(F.col("scored_at").isNull()).count() == 0
+    # the model's own decisions: positive exactly when its probability is above the threshold
+    assert transformed.where((F.col("probability") > 0.5) != (F.col("prediction") == 1.0)).count() == 0
+
+
+def register_sklearn_model(config: AppConfig, spark: SparkSession) -> tuple[str, Any, pd.DataFrame]:
+    """Fit a scikit-learn pipeline on the feature table and register it as <model>_sk@champion."""
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    frame = features(spark, config).select("event_id", "date", "distance", "dep_hour", "delayed").toPandas()
+    x = frame[["distance", "dep_hour"]].astype("float64")
+    model = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression())
+    model.fit(x, frame["delayed"].astype(int))
+    name = f"{MODEL}_sk"
+    client = registry.configure(config.mlflow)
+    experiment = registry.ensure_experiment(config.mlflow)
+    with mlflow.start_run(experiment_id=experiment):
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=infer_signature(x),
+            registered_model_name=name,
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+        )
+    version = int(info.registered_model_version)
+    client.set_registered_model_alias(name, "champion", str(version))
+    return name, model, frame
+
+
+def test_scikit_learn_model_compiles_and_matches_the_arrow_path(
+    spark: SparkSession, trained: dict[str, Any], tmp_path: Path
+) -> None:
+    config = fresh_lake(spark, trained, tmp_path, DAYS[:2])
+    name, model, frame = register_sklearn_model(config, spark)
+    raw = json.loads(json.dumps(trained["raw"]))
+    raw["lake"]["root"] = config.lake.root
+    raw["mlflow"]["model_name"] = name
+    sk_config = validate_config(raw)
+    x = frame[["distance", "dep_hour"]].astype("float64")
+    expected = pd.DataFrame(
+        {
+            "event_id": frame["event_id"],
+            "prediction": model.predict(x).astype("float64"),
+            "probability": model.predict_proba(x)[:, 1],
+        }
+    )
+    schema = "event_id string, prediction double, probability double"
+    expected_df = spark.createDataFrame(expected, schema)
+
+    compiled_run = score(sk_config, JobArgs(), spark)
+    assert compiled_run.result["method"] == "compiled"
+    got = predictions(spark, sk_config).select("event_id", "prediction", "probability")
+    assertDataFrameEqual(got, expected_df, rtol=0.0, atol=1e-12)
+
+    arrow_run = score(sk_config, JobArgs(start=DAYS[0], end=DAYS[1]), spark, method="arrow")
+    assert arrow_run.result["method"] == "arrow"
+    got = predictions(spark, sk_config).select("event_id", "prediction", "probability")
+    assertDataFrameEqual(got, expected_df, rtol=0.0, atol=1e-12)
+    assert_one_prediction_per_row(spark, sk_config)
+
+
+def test_generic_pyfunc_model_scores_over_arrow(
+    spark: SparkSession, trained: dict[str, Any], tmp_path: Path
+) -> None:
+    import mlflow
+    import mlflow.pyfunc
+    from mlflow.models import infer_signature
+
+    class HourRule(mlflow.pyfunc.PythonModel):  # defined here so it is pickled by value
+        def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.Series:
+            return (model_input["dep_hour"] >= 17).astype("float64")
+
+    config = fresh_lake(spark, trained, tmp_path, DAYS[:1])
+    name = f"{MODEL}_rule"
+    raw = json.loads(json.dumps(trained["raw"]))
+    raw["lake"]["root"] = config.lake.root
+    raw["mlflow"]["model_name"] = name
+    rule_config = validate_config(raw)
+    client = registry.configure(rule_config.mlflow)
+    example = pd.DataFrame({"dep_hour": [8.0, 18.0]})
+    with mlflow.start_run(experiment_id=registry.ensure_experiment(rule_config.mlflow)):
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=HourRule(),
+            signature=infer_signature(example, pd.Series([0.0, 1.0])),
+            registered_model_name=name,
+        )
+    client.set_registered_model_alias(name, "champion", str(info.registered_model_version))
+
+    run = score(rule_config, JobArgs(), spark)
+    assert run.result["method"] == "arrow"
+    got = predictions(spark, rule_config).select("event_id", "prediction", "probability")
+    expected = features(spark, rule_config).select(
+        "event_id",
+        F.when(F.col("dep_hour") >= 17, 1.0).otherwise(0.0).alias("prediction"),
+        F.lit(None).cast("double").alias("probability"),
+    )
+    assertDataFrameEqual(got, expected)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def conf_file(raw: dict[str, Any], tmp_path: Path, lake_root: str | None = None) -> str:
+    data = json.loads(json.dumps(raw))
+    if lake_root is not None:
+        data["lake"]["root"] = lake_root
+    path = tmp_path / "conf" / "toy.yml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--alias", "nosuch"], "has no alias @nosuch (known aliases:"),
+        (["--model-version", "99"], "has no version 99"),
+        (["--set", "mlflow.tracking_uri=http://127.0.0.1:9"], "is unreachable"),
+        (["--date", "2030-01-01"], "has no partitions in 2030-01-01..2030-01-01: nothing to score"),
+    ],
+)
+def test_bad_model_or_range_fails_with_one_line_and_writes_nothing(
+    spark: SparkSession,
+    trained: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    extra: list[str],
+    message: str,
+) -> None:
+    # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI, which would outrank the config
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    config = fresh_lake(spark, trained, tmp_path, DAYS[:1])
+    conf = conf_file(trained["raw"], tmp_path, config.lake.root)
+    code = cli.main(["score", "--conf", conf, *extra])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("mlops-spark score: failed:")]
+    assert len(lines) == 1 and message in lines[0], err
+    assert "Traceback" not in err
+    assert not lake.is_table(spark, config.table_path("predictions", MODEL))
+
+
+def test_feature_table_without_a_model_input_fails_clearly(
+    spark: SparkSession, trained: dict[str, Any], tmp_path: Path
+) -> None:
+    config = fresh_lake(spark, trained, tmp_path, DAYS[:1])
+    path = config.table_path("features", "toy")
+    features(spark, config).drop("distance").write.format("delta").mode("overwrite").option(
+        "overwriteSchema", "true"
+    ).save(path)
+    with pytest.raises(
+        ModelInputMissingError, match="no column 'distance', which toy_delay v1@champion needs"
+    ):
+        score(config, JobArgs(), spark)
+    assert not lake.is_table(spark, config.table_path("predictions", MODEL))
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def cli_process(conf: str, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "MLOPS_SPARK_LOG_LEVEL": "ERROR", "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "mlops_spark.cli", "score", "--conf", conf, *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group: the JVM and Python workers die with it
+    )
+
+
+class Output:
+    """Collects a process's output lines as they come (so a test can wait for a phase)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self.thread.start()
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.lines.append(line)
+
+    def wait_for(self, marker: str, proc: subprocess.Popen[str], timeout: float = 300) -> bool:
+        end = time.time() + timeout
+        while time.time() < end:
+            if any(marker in ln for ln in self.lines):
+                return True
+            if proc.poll() is not None:
+                return any(marker in ln for ln in self.lines)
+            time.sleep(0.05)
+        return False
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+
+def kill_group(proc: subprocess.Popen[str]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=60)
+
+
+def assert_committed_partitions_are_whole(spark: SparkSession, config: AppConfig) -> None:
+    """After a kill: whatever is in the table is whole days, each row once."""
+    path = config.table_path("predictions", MODEL)
+    if not lake.is_table(spark, path):
+        return
+    preds = spark.read.format("delta").load(path)
+    per_day = preds.groupBy("date").agg(F.count("*").alias("n"), F.countDistinct("event_id").alias("ids"))
+    bad = per_day.where((F.col("n") != ROWS_PER_DAY) | (F.col("ids") != ROWS_PER_DAY))
+    assert bad.count() == 0, bad.collect()
+
+
+@pytest.mark.e2e
+def test_sigkill_at_any_point_then_rerun_scores_each_row_exactly_once(
+    spark: SparkSession, trained: dict[str, Any], tmp_path: Path
+) -> None:
+    days = [DAY0 + dt.timedelta(days=i) for i in range(40)]  # two commits of <= 31 days
+    config = fresh_lake(spark, trained, tmp_path, days)
+    conf = conf_file(trained["raw"], tmp_path, config.lake.root)
+    rnd = random.Random(20240301)
+    # (phase to wait for, extra random delay): before Spark is up, while the scoring job
+    # runs, right after the last commit (audit row pending), and at a random moment
+    kill_points = [
+        (None, rnd.uniform(1.0, 4.0)),
+        ("[score] scoring path", rnd.uniform(0.0, 2.0)),
+        ("[score] scoring path", rnd.uniform(2.0, 6.0)),
+        ("[score] scored", 0.0),
+    ]
+    for marker, delay in kill_points:
+        proc = cli_process(conf)
+        out = Output(proc)
+        if marker is not None and not out.wait_for(marker, proc):
+            kill_group(proc)
+            pytest.fail(f"never reached {marker!r}:\n{out.text[-3000:]}")
+        time.sleep(delay)
+        kill_group(proc)
+        assert_committed_partitions_are_whole(spark, config)
+
+    final = cli_process(conf)
+    out = Output(final)
+    assert final.wait(timeout=600) == 0, out.text[-3000:]
+    out.thread.join(timeout=10)
+    assert_one_prediction_per_row(spark, config)
+    again = cli_process(conf)
+    out = Output(again)
+    assert again.wait(timeout=600) == 0, out.text[-3000:]
+    out.thread.join(timeout=10)
+    assert "nothing new to score" in out.text
+    assert_one_prediction_per_row(spark, config)
+
+
+@pytest.mark.e2e
+def test_concurrent_runs_land_once(spark: SparkSession, trained: dict[str, Any], tmp_path: Path) -> None:
+    config = fresh_lake(spark, trained, tmp_path, DAYS)
+    conf = conf_file(trained["raw"], tmp_path, config.lake.root)
+    # different partitions, both creating the table: both land
+    a = cli_process(conf, "--from", DAYS[0].isoformat(), "--to", DAYS[5].isoformat())
+    b = cli_process(conf, "--from", DAYS[6].isoformat(), "--to", DAYS[11].isoformat())
+    outs = [Output(a), Output(b)]
+    codes = [a.wait(timeout=600), b.wait(timeout=600)]
+    assert codes == [0, 0], "\n".join(o.text[-2000:] for o in outs)
+    assert_one_prediction_per_row(spark, config)
+    path = config.table_path("predictions", MODEL)
+    writes = lake.history(spark, path).where(F.col("operation") == "WRITE").count()
+    assert writes == 2
+
+    # the same partition at once: one wins; the other retries or fails cleanly - never twice
+    same = [cli_process(conf, "--date", DAYS[3].isoformat()) for _ in range(2)]
+    outs = [Output(p) for p in same]
+    codes = [p.wait(timeout=600) for p in same]
+    for code, out in zip(codes, outs, strict=True):
+        assert code in (0, 1), out.text[-2000:]
+        assert "Traceback" not in out.text
+        if code == 1:
+            assert "concurrent" in out.text
+    assert 0 in codes
+    assert_one_prediction_per_row(spark, config)
