@@ -27,6 +27,7 @@ import importlib
 import math
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -301,6 +302,8 @@ class HyperoptTuner:
         if self.spark is not None:
             from hyperopt import SparkTrials
 
+            # pyspark warns once per trial thread that hyperopt starts; nothing to act on
+            warnings.filterwarnings("ignore", message="Spark session is not provided", category=UserWarning)
             trials = SparkTrials(parallelism=settings.parallelism, spark_session=self.spark)
         else:
             trials = Trials()
