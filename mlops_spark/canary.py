@@ -24,7 +24,7 @@ from pyspark.sql import types as T
 from mlops_spark import lake
 from mlops_spark.config import AppConfig
 from mlops_spark.lake import WriteResult
-from mlops_spark.monitoring import COLUMN, METRIC, SLICE, VALUE, classification_quality
+from mlops_spark.monitoring import COLUMN, METRIC, SLICE, VALUE, classification_quality, safe_divide
 from mlops_spark.registry import ModelRef
 from mlops_spark.scoring import lineage_rows, prediction_rows
 
@@ -84,9 +84,10 @@ def two_sample_ks(samples: DataFrame, group_cols: Sequence[str], value: str, sam
     cum = w.orderBy(value).rowsBetween(Window.unboundedPreceding, Window.currentRow)
     gaps = counts.select(
         *keys,
-        F.abs(F.sum("a").over(cum) / F.sum("a").over(w) - F.sum("b").over(cum) / F.sum("b").over(w)).alias(
-            "gap"
-        ),
+        F.abs(
+            safe_divide(F.sum("a").over(cum), F.sum("a").over(w))
+            - safe_divide(F.sum("b").over(cum), F.sum("b").over(w))
+        ).alias("gap"),
     )
     return gaps.groupBy(*keys).agg(F.max("gap").alias("ks"))
 
@@ -211,26 +212,28 @@ def ab_comparison(
         a = F.col(f"{arm}_areaUnderROC")
         pos = F.col(f"{arm}_rows") * F.col(f"{arm}_positive_rate")
         neg = F.col(f"{arm}_rows") - pos
-        q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
-        return (a * (1 - a) + (pos - 1) * (q1 - a * a) + (neg - 1) * (q2 - a * a)) / (pos * neg)
+        q1, q2 = safe_divide(a, 2 - a), safe_divide(2 * a * a, 1 + a)
+        return safe_divide(a * (1 - a) + (pos - 1) * (q1 - a * a) + (neg - 1) * (q2 - a * a), pos * neg)
 
     auc_diff = F.col(f"{CHALLENGER_ARM}_areaUnderROC") - F.col(f"{CHAMPION_ARM}_areaUnderROC")
     auc_se = F.sqrt(auc_var(CHAMPION_ARM) + auc_var(CHALLENGER_ARM))
     n1, n2 = F.col(f"{CHAMPION_ARM}_rows"), F.col(f"{CHALLENGER_ARM}_rows")
     p1, p2 = F.col(f"{CHAMPION_ARM}_accuracy"), F.col(f"{CHALLENGER_ARM}_accuracy")
-    pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
+    pooled = safe_divide(p1 * n1 + p2 * n2, n1 + n2)
     acc_diff = p2 - p1
-    acc_se_pooled = F.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
-    acc_se = F.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
+    acc_se_pooled = F.sqrt(
+        pooled * (1 - pooled) * (safe_divide(F.lit(1.0), n1) + safe_divide(F.lit(1.0), n2))
+    )
+    acc_se = F.sqrt(safe_divide(p1 * (1 - p1), n1) + safe_divide(p2 * (1 - p2), n2))
     metrics = {
         "auc_diff": auc_diff,
         "auc_diff_low": auc_diff - z_crit * auc_se,
         "auc_diff_high": auc_diff + z_crit * auc_se,
-        "auc_diff_pvalue": _two_sided_p(auc_diff / auc_se),
+        "auc_diff_pvalue": _two_sided_p(safe_divide(auc_diff, auc_se)),
         "accuracy_diff": acc_diff,
         "accuracy_diff_low": acc_diff - z_crit * acc_se,
         "accuracy_diff_high": acc_diff + z_crit * acc_se,
-        "accuracy_diff_pvalue": _two_sided_p(acc_diff / acc_se_pooled),
+        "accuracy_diff_pvalue": _two_sided_p(safe_divide(acc_diff, acc_se_pooled)),
     }
     pairs = F.array(
         *[F.struct(F.lit(k).alias(METRIC), v.cast("double").alias(VALUE)) for k, v in metrics.items()]

@@ -330,22 +330,22 @@ def binned_divergences(bins: DataFrame, group_cols: Sequence[str], epsilon: floa
     keys = [*group_cols, COLUMN]
     w = Window.partitionBy(*keys)
     nr, nc = F.sum("ref_n").over(w), F.sum("cur_n").over(w)
-    pr, pc = F.col("ref_n") / nr, F.col("cur_n") / nc
+    pr, pc = safe_divide(F.col("ref_n"), nr), safe_divide(F.col("cur_n"), nc)
     pr_f, pc_f = F.greatest(pr, F.lit(epsilon)), F.greatest(pc, F.lit(epsilon))
     m = (pr + pc) / 2
     col_total = F.col("ref_n") + F.col("cur_n")
-    er, ec = nr * col_total / (nr + nc), nc * col_total / (nr + nc)
+    er, ec = safe_divide(nr * col_total, nr + nc), safe_divide(nc * col_total, nr + nc)
     terms = bins.select(
         *keys,
         nc.alias("__nc"),
         ((pc_f - pr_f) * F.log(pc_f / pr_f)).alias("__psi"),
         (
-            0.5 * F.when(pr > 0, pr * F.log2(pr / m)).otherwise(0.0)
-            + 0.5 * F.when(pc > 0, pc * F.log2(pc / m)).otherwise(0.0)
+            0.5 * F.when(pr > 0, pr * F.log2(safe_divide(pr, m))).otherwise(0.0)
+            + 0.5 * F.when(pc > 0, pc * F.log2(safe_divide(pc, m))).otherwise(0.0)
         ).alias("__js"),
         F.when(
             col_total > 0,
-            F.pow(F.col("ref_n") - er, 2) / er + F.pow(F.col("cur_n") - ec, 2) / ec,
+            safe_divide(F.pow(F.col("ref_n") - er, 2), er) + safe_divide(F.pow(F.col("cur_n") - ec, 2), ec),
         )
         .otherwise(0.0)
         .alias("__chi"),
@@ -401,7 +401,7 @@ def null_rates(hist: DataFrame, profile: ReferenceProfile, group_cols: Sequence[
     """null_rate of the current data and its absolute change from the reference."""
     keys = [*group_cols, COLUMN]
     rates = hist.groupBy(*keys).agg(
-        (F.sum(F.when(F.col(key).isNull(), F.col(_N)).otherwise(0)) / F.sum(_N)).alias("rate")
+        safe_divide(F.sum(F.when(F.col(key).isNull(), F.col(_N)).otherwise(0)), F.sum(_N)).alias("rate")
     )
     stats = F.broadcast(_stats_frame(hist.sparkSession, profile))
     joined = rates.join(stats, COLUMN)
@@ -438,8 +438,8 @@ def numeric_drift(hist: DataFrame, profile: ReferenceProfile, group_cols: Sequen
     cdf = grid.select(
         *keys,
         F.abs(
-            F.sum("ref_n").over(cum) / F.sum("ref_n").over(w)
-            - F.sum("cur_n").over(cum) / F.sum("cur_n").over(w)
+            safe_divide(F.sum("ref_n").over(cum), F.sum("ref_n").over(w))
+            - safe_divide(F.sum("cur_n").over(cum), F.sum("cur_n").over(w))
         ).alias("gap"),
         F.sum("cur_n").over(w).alias("cur_rows"),
         F.sum("cur_total").over(w).alias("cur_sum"),
@@ -452,14 +452,14 @@ def numeric_drift(hist: DataFrame, profile: ReferenceProfile, group_cols: Sequen
         grid.where(F.col("ref_n") > 0)
         .select(
             *keys,
-            (F.col("ref_total") / F.col("ref_n")).alias("pos"),
+            safe_divide(F.col("ref_total"), F.col("ref_n")).alias("pos"),
             F.col("ref_n").cast("double").alias("rn"),
             F.lit(0.0).alias("cn"),
         )
         .unionByName(
             grid.where(F.col("cur_n") > 0).select(
                 *keys,
-                (F.col("cur_total") / F.col("cur_n")).alias("pos"),
+                safe_divide(F.col("cur_total"), F.col("cur_n")).alias("pos"),
                 F.lit(0.0).alias("rn"),
                 F.col("cur_n").cast("double").alias("cn"),
             )
@@ -469,7 +469,8 @@ def numeric_drift(hist: DataFrame, profile: ReferenceProfile, group_cols: Sequen
     steps = atoms.select(
         *keys,
         F.abs(
-            F.sum("rn").over(ordered) / F.sum("rn").over(w) - F.sum("cn").over(ordered) / F.sum("cn").over(w)
+            safe_divide(F.sum("rn").over(ordered), F.sum("rn").over(w))
+            - safe_divide(F.sum("cn").over(ordered), F.sum("cn").over(w))
         ).alias("gap"),
         (F.lead("pos").over(w.orderBy("pos", "rn")) - F.col("pos")).alias("width"),
     )
@@ -484,8 +485,8 @@ def numeric_drift(hist: DataFrame, profile: ReferenceProfile, group_cols: Sequen
             {
                 "ks": F.col("ks"),
                 "wasserstein": F.col("w"),
-                "wasserstein_std": F.when(F.col("ref_std") > 0, F.col("w") / F.col("ref_std")),
-                "mean": F.col("sum") / F.col("rows"),
+                "wasserstein_std": F.when(F.col("ref_std") > 0, safe_divide(F.col("w"), F.col("ref_std"))),
+                "mean": safe_divide(F.col("sum"), F.col("rows")),
                 "rows": F.col("rows"),
             },
         )
@@ -520,7 +521,7 @@ def categorical_drift(hist: DataFrame, profile: ReferenceProfile, group_cols: Se
     groups = hist.select(*keys).distinct()
     bins = groups.join(ref_bins, COLUMN).join(cur_bins, [*keys, BIN], "full").fillna(0, ["ref_n", "cur_n"])
     new_rate = present.groupBy(*keys).agg(
-        (F.sum(F.when(F.col("__bin").isNull(), F.col(_N)).otherwise(0)) / F.sum(_N)).alias("new"),
+        safe_divide(F.sum(F.when(F.col("__bin").isNull(), F.col(_N)).otherwise(0)), F.sum(_N)).alias("new"),
         F.sum(_N).alias("rows"),
     )
     return (
@@ -685,23 +686,23 @@ def classification_quality(
         by_score.withColumn("__neg_below", F.coalesce(F.sum("neg").over(below), F.lit(0.0)))
         .groupBy(*keys)
         .agg(
-            (
-                F.sum(F.col("pos") * (F.col("__neg_below") + 0.5 * F.col("neg")))
-                / (F.sum("pos") * F.sum("neg"))
+            safe_divide(
+                F.sum(F.col("pos") * (F.col("__neg_below") + 0.5 * F.col("neg"))),
+                F.sum("pos") * F.sum("neg"),
             ).alias("auc")
         )
     )
-    precision = F.col("tp") / (F.col("tp") + F.col("fp"))
-    recall = F.col("tp") / (F.col("tp") + F.col("fn"))
+    precision = safe_divide(F.col("tp"), F.col("tp") + F.col("fp"))
+    recall = safe_divide(F.col("tp"), F.col("tp") + F.col("fn"))
     metrics = {
         "rows": F.col("rows"),
         "positive_rate": F.col("positive_rate"),
         "predicted_positive_rate": F.col("predicted_positive_rate"),
         "mean_probability": F.col("mean_probability"),
-        "accuracy": (F.col("tp") + F.col("tn")) / F.col("rows"),
+        "accuracy": safe_divide(F.col("tp") + F.col("tn"), F.col("rows")),
         "precision": precision,
         "recall": recall,
-        "f1": 2 * F.col("tp") / (2 * F.col("tp") + F.col("fp") + F.col("fn")),
+        "f1": safe_divide(2 * F.col("tp"), 2 * F.col("tp") + F.col("fp") + F.col("fn")),
         "log_loss": F.col("log_loss"),
         "brier": F.col("brier"),
         "areaUnderROC": F.col("auc"),
@@ -745,7 +746,7 @@ def regression_quality(
         "mae": F.col("mae"),
         "bias": F.col("bias"),
         "label_mean": F.col("label_mean"),
-        "r2": F.when(F.col("var") > 0, 1 - F.col("sse") / (F.col("var") * F.col("rows"))),
+        "r2": F.when(F.col("var") > 0, 1 - safe_divide(F.col("sse"), F.col("var") * F.col("rows"))),
     }
     pairs = F.array(
         *[F.struct(F.lit(k).alias(METRIC), v.cast("double").alias(VALUE)) for k, v in metrics.items()]
@@ -792,6 +793,11 @@ def with_status(thresholds: Mapping[str, MetricThreshold]) -> Callable[[DataFram
         )
 
     return transform
+
+
+def safe_divide(numerator: Column, denominator: Column) -> Column:
+    """Division that is null (not an ANSI error) when the denominator is 0 or null."""
+    return F.try_divide(numerator, denominator)
 
 
 def _require(df: DataFrame, table: str, columns: Sequence[str]) -> None:

@@ -405,3 +405,25 @@ def test_ab_comparison_matches_scipy_and_sklearn(spark: SparkSession) -> None:
     assert diff["auc_diff_low"] > 0  # the stronger arm wins significantly
     arms = out[out.metric == "areaUnderROC"].set_index("slice").value
     assert arms["arm=challenger"] == pytest.approx(auc["challenger"], abs=1e-12)
+
+
+def test_empty_groups_give_no_value_instead_of_an_error(
+    spark: SparkSession, computed: tuple[ReferenceProfile, pd.DataFrame]
+) -> None:
+    """Spark 4 runs in ANSI mode: a day where a column is all null, or a slice with one
+    class, must yield missing metrics, not a division-by-zero failure."""
+    profile, _ = computed
+    current = spark.createDataFrame(
+        [(D1, None, 3.0, None, "A"), (D1, None, 4.0, None, None)],
+        "date date, x_cont double, x_hour double, x_sparse double, cat string",
+    )
+    out = drift_metrics(current, profile, ["date"]).toPandas()
+    assert _value(out, D1, "x_cont", "null_rate") == 1.0
+    assert out[(out.column == "x_cont") & (out.metric == "psi")].empty
+    assert _value(out, D1, "x_hour", "rows") == 2
+    labels = spark.createDataFrame(
+        [(D1, 1.0, 0.7, 1.0), (D1, 1.0, 0.4, 0.0)],
+        "date date, label double, probability double, prediction double",
+    )
+    quality = classification_quality(labels, "label", ["date"]).toPandas().set_index("metric").value
+    assert "areaUnderROC" not in quality and quality["recall"] == 0.5 and quality["rows"] == 2
