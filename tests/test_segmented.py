@@ -481,6 +481,8 @@ def test_train_segmented_registers_one_model_with_per_segment_metrics(
     assert run.data.tags["mlops.model_kind"] == "segmented"
     assert run.data.tags["lineage.features_version"] == "0"
     assert run.data.metrics["segments_fitted"] == 3.0 and run.data.metrics["segments_failed"] == 1.0
+    # routing to per-segment models beats the global model alone on the same test rows
+    assert run.data.metrics["test_areaUnderROC"] > run.data.metrics["global_test_areaUnderROC"]
     assert run.data.metrics["segment.c.test_areaUnderROC"] == pytest.approx(by.loc["c", "test_areaUnderROC"])
     logged = mlflow.MlflowClient().load_table(
         run.info.experiment_id, "segments/metrics.json", run_ids=[ctx.result["run_id"]]

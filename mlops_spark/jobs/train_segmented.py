@@ -152,12 +152,7 @@ def fit_and_log_segmented(ctx: JobContext, config: AppConfig) -> dict[str, Any]:
     router = SegmentRouter(route, fits.blobs)
     test_df = parts.test.persist()
     try:
-        scored = (
-            positive_probability_double(router.transform(test_df))
-            if route.task == "classification"
-            else (router.transform(test_df))
-        )
-        scored = scored.persist()
+        scored = _with_p(router.transform(test_df), route.task).persist()
         test_rows = scored.count()
         if not test_rows:
             raise JobFailed(
@@ -165,10 +160,17 @@ def fit_and_log_segmented(ctx: JobContext, config: AppConfig) -> dict[str, Any]:
                 f"{split.test.start}..{split.test.end}"
             )
         test_metrics = scored_metrics(scored, derived.model, spec.label)
-        per_segment = _segment_table(scored, router, test_df, fits, spec, config)
+        metrics = {f"test_{k}": v for k, v in test_metrics.items()}
+        baseline: DataFrame | None = None
+        if seg.fallback == "global":  # the same rows scored by the global model alone
+            baseline = _with_p(router.global_only().transform(test_df), route.task).persist()
+            global_metrics = scored_metrics(baseline, derived.model, spec.label)
+            metrics.update({f"global_test_{k}": v for k, v in global_metrics.items() if k != "rows"})
+        per_segment = _segment_table(scored, baseline, fits, spec)
         example = test_df.select(route.segment_column, *route.inputs).limit(5).toPandas()
         scored.unpersist()
-        metrics = {f"test_{k}": v for k, v in test_metrics.items()}
+        if baseline is not None:
+            baseline.unpersist()
         if parts.validation is not None:
             val_scored = router.transform(parts.validation)
             metrics.update(
@@ -242,7 +244,9 @@ def fit_and_log_segmented(ctx: JobContext, config: AppConfig) -> dict[str, Any]:
         f"fitted in {fit_wall:.0f}s wall for {metrics['fit_seconds_sum']:.0f}s of fits"
     )
     value = test_metrics.get(metric, float("nan"))
-    ctx.say(f"{seg.estimator} per {route.segment_column}: test {metric} = {value:.4f}")
+    alone = metrics.get(f"global_test_{metric}")
+    versus = f" (the global model alone: {alone:.4f})" if alone is not None else ""
+    ctx.say(f"{seg.estimator} per {route.segment_column}: test {metric} = {value:.4f}{versus}")
     return {
         "metrics": metrics,
         "model": model_ref,
@@ -277,34 +281,32 @@ def _check_fits(ctx: JobContext, config: AppConfig, fits: SegmentFits) -> None:
         ctx.say(f"segment {r['segment']!r}: fit failed ({r['error'][:300]}); the global model serves it")
 
 
+def _with_p(scored: DataFrame, task: str) -> DataFrame:
+    return positive_probability_double(scored) if task == "classification" else scored
+
+
 def _segment_table(
-    scored: DataFrame,
-    router: SegmentRouter,
-    test_df: DataFrame,
-    fits: SegmentFits,
-    spec: FitSpec,
-    config: AppConfig,
+    scored: DataFrame, baseline: DataFrame | None, fits: SegmentFits, spec: FitSpec
 ) -> pd.DataFrame:
     """One row per segment (fitted, fallen back or only seen in the test range): how it
-    was fitted, who serves it, its test metrics, and the global model's on the same rows."""
+    was fitted, who serves it, its test metrics, and the global model's on the same rows
+    (``baseline``: the test rows scored by the global model alone)."""
     route = spec.route
     own = segment_metrics(scored, route.segment_column, spec.label, route.task, route.threshold)
     test = cast(pd.DataFrame, own.toPandas())
-    if router.route.fallback == "global":
-        glob = router.global_only().transform(test_df)
-        if route.task == "classification":
-            glob = positive_probability_double(glob)
-        baseline = segment_metrics(
-            glob, route.segment_column, spec.label, route.task, route.threshold, prefix="global_test_"
+    if baseline is not None:
+        by_global = segment_metrics(
+            baseline, route.segment_column, spec.label, route.task, route.threshold, prefix="global_test_"
         ).toPandas()
-        baseline = cast(pd.DataFrame, baseline).drop(columns=["global_test_rows"])
-        test = test.merge(baseline, on="segment", how="left")
+        test = test.merge(
+            cast(pd.DataFrame, by_global).drop(columns=["global_test_rows"]), on="segment", how="left"
+        )
     fit_rows = pd.DataFrame([r for r in fits.rows if r["segment"] != GLOBAL])
     if fit_rows.empty:
         fit_rows = pd.DataFrame(columns=["segment", "status"])
     table = fit_rows.merge(test, on="segment", how="outer")
     table["status"] = table["status"].fillna(UNSEEN)
-    fallback = "global" if router.route.fallback == "global" else "none"
+    fallback = "global" if route.fallback == "global" else "none"
     table["served_by"] = table["status"].map(lambda s: "own" if s == FITTED else fallback)
     for col in ("train_rows", "validation_rows", "tuning_trials"):
         if col in table:
