@@ -16,6 +16,7 @@ says so. Settings come from environment variables of the Airflow workers:
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
@@ -61,5 +62,5 @@ with DAG(
     tags=["mlops_spark"],
 ) as dag:
     tasks = [job_task(job, ["--date", "{{ ds }}"] if job == "ingest" else None) for job in JOBS]
-    for upstream, downstream in zip(tasks, tasks[1:], strict=False):
+    for upstream, downstream in itertools.pairwise(tasks):
         upstream >> downstream
