@@ -250,7 +250,7 @@ def monitor(config: AppConfig, args: JobArgs = JobArgs(), spark: SparkSession | 
                 & (F.col("window_days") == 1)
             )
             .groupBy("kind", COLUMN, METRIC)
-            .agg(F.count(F.lit(1)).alias("partitions"), F.max(VALUE).alias("worst"))
+            .agg(F.countDistinct(date_col).alias("partitions"), F.max(VALUE).alias("worst"))
             .orderBy(F.desc("partitions"), F.desc("worst"))
             .limit(5)
             .collect()
