@@ -123,7 +123,7 @@ def agreement_metrics(
         names += ["agreement", "predicted_rate_diff"]
     pairs = F.array(*[F.struct(F.lit(n).alias(METRIC), F.col(n).cast("double").alias(VALUE)) for n in names])
     return (
-        agg.join(ks, keys)
+        (agg.join(ks, keys) if keys else agg.crossJoin(ks))
         .select(*keys, F.lit(score).alias(COLUMN), F.inline(pairs))
         .where(F.col(VALUE).isNotNull() & ~F.isnan(VALUE))
     )
