@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         SparkConfig(master=args.master, shuffle_partitions=8, conf={"spark.ui.enabled": "false"}),
         app_name="benchmark-segmented",
     )
-    cores = spark.sparkContext.defaultParallelism
+    cores = spark.sparkContext.defaultParallelism  # spark.default.parallelism (= shuffle partitions)
     numeric = tuple(f"x{i}" for i in range(args.features))
     route = RouteSpec("segment", (), numeric, "classification", 0.5)
     spec = FitSpec(route=route, label="y", min_rows=10, one_hot=False, impute="none", seed=1)
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         ("score: routed spark flavour (mapInArrow)", f"{n_score:,}", t_routed, f"{t_udf / t_routed:.2f}x"),
     ]
     print(
-        f"\nsegmented benchmark: {args.master} ({cores} cores), {args.estimator}({args.params}), "
+        f"\nsegmented benchmark: {args.master}, {args.estimator}({args.params}), "
         f"{args.features} features; load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}"
     )
     width = max(len(r[0]) for r in rows)

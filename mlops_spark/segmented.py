@@ -869,11 +869,9 @@ class _RouterWriter(MLWriter):
     def saveImpl(self, path: str) -> None:
         DefaultParamsWriter.saveMetadata(self.instance, path, self.sparkSession)
         rows = sorted(self.instance.blobs.items())
-        (
-            self.sparkSession.createDataFrame(rows, _BLOB_SCHEMA)
-            .coalesce(1)
-            .write.parquet(os.path.join(path, _MODELS_DIR))
-        )
+        # one model per task: no single task carries every model (they can be large)
+        slices = self.sparkSession.sparkContext.parallelize(rows, max(1, len(rows)))
+        self.sparkSession.createDataFrame(slices, _BLOB_SCHEMA).write.parquet(os.path.join(path, _MODELS_DIR))
 
 
 class _RouterReader(MLReader[SegmentRouter]):
