@@ -46,10 +46,12 @@ PYFUNC = "python_function"
 
 
 def typed_inputs(keep: Sequence[str], columns: Sequence[tuple[str, T.DataType]]) -> Transform:
-    """Curried: only ``keep`` (keys) and the model's inputs, cast to the types it was trained on."""
+    """Curried: only ``keep`` (keys) and the model's inputs, cast to the types it was trained on
+    (an input that is also a key, such as the date, is kept once, as it is)."""
+    inputs = [(c, t) for c, t in columns if c not in keep]
 
     def transform(df: DataFrame) -> DataFrame:
-        return df.select(*[F.col(c) for c in keep], *[F.col(c).cast(t).alias(c) for c, t in columns])
+        return df.select(*[F.col(c) for c in keep], *[F.col(c).cast(t).alias(c) for c, t in inputs])
 
     return transform
 

@@ -393,6 +393,8 @@ def build_package(root: Path, out: Path | None = None, keep: int = 3) -> tuple[P
         work = Path(tempfile.mkdtemp(prefix=".build-", dir=base))
         try:
             pip = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet"]
+            if _can_build_offline():
+                pip.append("--no-build-isolation")
             done = subprocess.run(
                 [*pip, "--wheel-dir", str(work), str(root)],
                 capture_output=True,
@@ -413,6 +415,24 @@ def build_package(root: Path, out: Path | None = None, keep: int = 3) -> tuple[P
             raise
         _prune(base, keep)
     return target, True
+
+
+def _can_build_offline() -> bool:
+    """setuptools can build wheels without downloading anything (bdist_wheel built in since
+    setuptools 70.1, or the `wheel` package installed); else pip builds in isolation."""
+    from importlib import metadata
+
+    try:
+        major, minor = (int(x) for x in metadata.version("setuptools").split(".")[:2])
+    except (metadata.PackageNotFoundError, ValueError):
+        return False
+    if (major, minor) >= (70, 1):
+        return True
+    try:
+        metadata.version("wheel")
+    except metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def _prune(base: Path, keep: int) -> None:

@@ -6,6 +6,7 @@ and stops every process group it started, also when a test fails.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -39,6 +40,30 @@ def free_ports(n: int) -> list[int]:
     finally:
         for s in sockets:
             s.close()
+
+
+def run_in_own_group(
+    args: list[str], env: dict[str, str], cwd: Path, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """Run a command in its own process group and kill the whole group (the spark-submit
+    JVM and its Python driver) if the test is interrupted or the command times out."""
+    proc = subprocess.Popen(
+        args,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 
 def get_json(url: str) -> Any:
@@ -114,6 +139,13 @@ def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClu
         state=state,
         env=env,
     )
+
+    # A killed test run (SIGTERM from CI or `timeout`) must not leave the cluster behind:
+    # turn the signal into an exception so the finally below still stops it.
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
         started = cluster_script("start", env, timeout=1200)
         assert started.returncode == 0, started.stderr[-3000:]
@@ -121,7 +153,11 @@ def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClu
         assert f"export MLFLOW_TRACKING_URI={cluster.tracking_uri}" in started.stdout
         yield cluster
     finally:
-        stop_cluster(cluster)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            stop_cluster(cluster)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def spark_submit(
@@ -145,7 +181,7 @@ def spark_submit(
         "--set", "model.params.maxIter=10",
         *job_args,
     ]  # fmt: skip
-    return subprocess.run(args, env=env, cwd=lake.parent, capture_output=True, text=True, timeout=1500)
+    return run_in_own_group(args, env, lake.parent, timeout=1800)
 
 
 @pytest.mark.timeout(3600)

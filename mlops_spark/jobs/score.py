@@ -410,10 +410,10 @@ def ensure_table(spark: SparkSession, path: str, date_col: str, schema: T.Struct
         return
     from delta.tables import DeltaTable
 
+    nullable = T.StructType([T.StructField(f.name, f.dataType, True) for f in schema])  # as Delta writes
     try:
-        DeltaTable.createIfNotExists(spark).location(path).addColumns(schema).partitionedBy(
-            date_col
-        ).execute()
+        creating = DeltaTable.createIfNotExists(spark).location(path).addColumns(nullable)
+        creating.partitionedBy(date_col).execute()
     except Exception:
         if not lake.is_table(spark, path):  # not a lost creation race: a real failure
             raise
