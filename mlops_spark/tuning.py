@@ -328,7 +328,8 @@ class HyperoptTuner:
         watcher(trials)  # trials that finished after hyperopt's last check
         if watcher.callback_error is not None:
             raise watcher.callback_error
-        return TuningResult(tuple(watcher.results), watcher.stopped, time.time() - started)
+        stopped_early = watcher.stopped and len(watcher.results) < settings.max_evals
+        return TuningResult(tuple(watcher.results), stopped_early, time.time() - started)
 
 
 # --------------------------------------------------------------------------- MLflow
