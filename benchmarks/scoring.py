@@ -221,7 +221,8 @@ def main() -> int:
                     },
                 }
             )
-            registry.configure(config.mlflow).set_registered_model_alias("bench_mllib", "champion", "1")
+            client = registry.configure(config.mlflow)
+            client.set_registered_model_alias("bench_mllib", "champion", str(mllib_ref.version))
             fresh("bench_mllib")
             secs, ctx = timed(lambda: score(config, JobArgs(), spark))
             assert ctx.result["predictions"] == n_rows and ctx.result["method"] == "compiled"
