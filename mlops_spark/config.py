@@ -289,6 +289,10 @@ class ModelConfig(_Strict):
     """A single-node scikit-learn learner for `tuning.tune_sklearn` (trials in parallel on Spark)."""
     reproduce_tolerance: Annotated[float, Field(ge=0.0)] = 1e-9
     """`train --reproduce` fails when a metric differs from the recorded one by more than this."""
+    training_partitions: Annotated[int, Field(ge=1)] | None = 4
+    """Training rows are hash-partitioned by entity id and date into this many partitions and
+    sorted, so a fit does not depend on how the table's files were split (what makes
+    `train --reproduce` exact on another machine). Raise it for big data; None skips it."""
 
     @property
     def task(self) -> Literal["classification", "regression"]:
