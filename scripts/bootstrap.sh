@@ -36,6 +36,14 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libblas.so.3'; then
   fi
 fi
 
+# Headless Chromium: the monitoring report's browser test renders the page in it.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  log "installing chromium (headless browser for the report test)"
+  (apt-get -o DPkg::Lock::Timeout=300 update -qq \
+    && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq chromium >/dev/null) \
+    || log "could not install chromium; the report's browser test will fail"
+fi
+
 # Delta's jars: resolve once so jobs and tests start from the cache.
 if [ ! -f "$VENV/.delta-jars" ]; then
   log "resolving Delta Lake jars from Maven Central"
