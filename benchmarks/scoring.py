@@ -157,7 +157,7 @@ def main() -> int:
             )
             spark_info = mlflow.spark.log_model(
                 mllib,
-                name="spark_model",
+                "spark_model",
                 signature=infer_signature(pdf[names], pd.Series([0.0])),
                 registered_model_name="bench_mllib",
             )

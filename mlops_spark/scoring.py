@@ -18,6 +18,7 @@ is null for regressors), which `lineage_rows` turns into the predictions table's
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -223,9 +224,11 @@ def arrow_scores(
             batch = arrays if isinstance(arrays, tuple) else (arrays,)
             yield predict_batch(model, flavor, names, batch, classification, threshold)
 
-    udf = F.arrow_udf(  # type: ignore[call-overload]
-        predict, "prediction double, probability double", F.ArrowUDFType.SCALAR_ITER
-    )
+    with warnings.catch_warnings():  # the UDF type is given explicitly, not by type hints
+        warnings.simplefilter("ignore", UserWarning)
+        udf = F.arrow_udf(  # type: ignore[call-overload]
+            predict, "prediction double, probability double", F.ArrowUDFType.SCALAR_ITER
+        )
     return udf(*[F.col(c) for c in names])  # type: ignore[no-any-return]
 
 
