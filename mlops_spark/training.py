@@ -7,7 +7,7 @@ takes raw feature-table rows and scoring cannot skew from training.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,6 +167,21 @@ def with_balanced_weights(df: DataFrame, label: str, positive_share: float) -> D
         raise JobFailed(f"cannot balance classes: positive share is {positive_share:.3f}")
     w = F.when(F.col(label) == 1.0, 0.5 / positive_share).otherwise(0.5 / (1.0 - positive_share))
     return df.withColumn(WEIGHT, w)
+
+
+def with_stable_layout(partitions: int, keys: Sequence[str]) -> Callable[[DataFrame], DataFrame]:
+    """Hash-partition rows by ``keys`` into ``partitions`` and sort each partition by them.
+
+    A fit's floating-point sums (and a forest's per-partition sampling) follow the rows'
+    partitioning and order, which otherwise come from how the table's files happened to
+    be split (file sizes, ``spark.default.parallelism``, the cluster). With unique keys
+    this layout depends on the rows alone, so the same rows give the same model anywhere.
+    """
+
+    def transform(df: DataFrame) -> DataFrame:
+        return df.repartition(partitions, *keys).sortWithinPartitions(*keys)
+
+    return transform
 
 
 def in_range(date_column: str, rng: DateRange) -> Column:

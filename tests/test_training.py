@@ -41,6 +41,7 @@ from mlops_spark.training import (
     regression_metrics,
     time_split,
     with_balanced_weights,
+    with_stable_layout,
 )
 
 # --------------------------------------------------------------------------- synthetic data
@@ -196,6 +197,21 @@ def test_split_ranges_must_not_overlap() -> None:
                 "test": {"from": "2024-03-04", "to": "2024-03-05"},
             }
         )
+
+
+def test_stable_layout_depends_on_the_rows_not_on_how_they_arrived(spark: SparkSession) -> None:
+    schema = T.StructType([T.StructField("id", T.StringType()), T.StructField("date", T.DateType())])
+    rows = [(f"e{i % 7}", dt.date(2024, 3, 1 + i // 7)) for i in range(40)]
+    one_file = spark.createDataFrame(rows, schema).coalesce(1)
+    many_files = spark.createDataFrame(list(reversed(rows)), schema).repartition(5)
+    layout = with_stable_layout(3, ["id", "date"])
+
+    def partitions(df: DataFrame) -> list[list[tuple[Any, ...]]]:
+        return [[tuple(r) for r in part] for part in df.transform(layout).rdd.glom().collect()]
+
+    assert partitions(one_file) == partitions(many_files)
+    assert len(partitions(one_file)) == 3
+    assert all(part == sorted(part) for part in partitions(one_file))
 
 
 SCORED_SCHEMA = T.StructType(
@@ -427,9 +443,19 @@ def test_reproduce_gives_the_same_metrics_from_the_pinned_version_after_appends(
     appended = write_features(spark, lake_root, days(13, 14))  # new partitions inside the test range
     assert appended.version > first.version
 
-    # reproduce from a config that differs in everything but where things run
+    # reproduce from a config that differs in everything but where things run, with the
+    # table's files split differently into Spark partitions (as another cluster would)
     other = synthetic_config(lake_root, mlflow_store, model={"estimator": "gbt_classifier"})
-    again = train(other, JobArgs(reproduce=run_id), spark=spark)
+    splits = {"spark.sql.files.maxPartitionBytes": "4096", "spark.sql.files.openCostInBytes": "0"}
+    before = {k: spark.conf.get(k) for k in splits}
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "4096")
+    spark.conf.set("spark.sql.files.openCostInBytes", "0")
+    try:
+        assert spark.read.format("delta").load(f"{lake_root}/features/{TABLE}").rdd.getNumPartitions() > 12
+        again = train(other, JobArgs(reproduce=run_id), spark=spark)
+    finally:
+        for key, value in before.items():
+            spark.conf.set(key, value)
 
     recorded = mlflow.MlflowClient().get_run(run_id).data.metrics
     reproduced = mlflow.MlflowClient().get_run(again.result["run_id"]).data.metrics

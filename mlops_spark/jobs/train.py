@@ -27,6 +27,7 @@ from mlops_spark.training import (
     primary_metric,
     time_split,
     with_balanced_weights,
+    with_stable_layout,
 )
 
 CHALLENGER = "challenger"
@@ -124,6 +125,10 @@ def fit_and_log(
     prepared = prepare_training_frame(data, model_cfg, label, ref.name)
     parts = time_split(prepared, date_col, split)
     train_df, val_df, test_df = parts.train, parts.validation, parts.test
+    if model_cfg.training_partitions is not None:
+        keys = [spec.entity_id.name, date_col]
+        lake.require_columns(train_df, ref.name, keys)
+        train_df = train_df.transform(with_stable_layout(model_cfg.training_partitions, keys))
 
     stats = train_df.select(F.count(F.lit(1)).alias("n"), F.avg(label).alias("mean")).first()
     assert stats is not None
