@@ -197,11 +197,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"|{'-' * (width + 2)}|{'-' * 11}|{'-' * 10}|{'-' * 10}|")
     for name, n, secs, ratio in rows:
         print(f"| {name:<{width}} | {n:>9} | {secs:>8.1f} | {ratio:>8} |")
+    cpu_seq = sum(r["cpu_seconds"] for r in seq)
+    cpu_par = sum(r["cpu_seconds"] for r in par.rows)
     print(
-        f"fit seconds summed over segments: pandas {sum(r['fit_seconds'] for r in seq):.1f}s, "
-        f"Spark tasks {sum(r['fit_seconds'] for r in par.rows):.1f}s; "
-        f"rows where the two scorers disagree: {agree}"
+        f"CPU seconds of the {args.segments} fits: pandas {cpu_seq:.1f}, Spark tasks {cpu_par:.1f}; "
+        f"CPUs the fits got on average: pandas {cpu_seq / t_seq:.2f}, Spark {cpu_par / t_par:.2f} "
+        f"(wall seconds inside the fits: pandas {sum(r['fit_seconds'] for r in seq):.1f}, "
+        f"Spark tasks {sum(r['fit_seconds'] for r in par.rows):.1f})"
     )
+    print(f"rows where the two scorers disagree: {agree}")
     spark.stop()
     return 0
 

@@ -389,6 +389,7 @@ FIT_SCHEMA = T.StructType(
         T.StructField("tuning_trials", T.IntegerType(), False),
         T.StructField("validation_loss", T.DoubleType(), True),
         T.StructField("fit_seconds", T.DoubleType(), False),
+        T.StructField("cpu_seconds", T.DoubleType(), False),
         T.StructField("model", T.BinaryType(), True),
     ]
 )
@@ -427,7 +428,7 @@ def fit_segment(
     """
     import cloudpickle
 
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     key = str(pdf[SEGMENT_KEY].iloc[0]) if len(pdf) else ""
     train = pdf[pdf[ROLE] == "train"]
     val = pdf[pdf[ROLE] == "validation"]
@@ -444,11 +445,17 @@ def fit_segment(
         "tuning_trials": 0,
         "validation_loss": None,
         "fit_seconds": 0.0,
+        "cpu_seconds": 0.0,
         "model": None,
     }
 
     def done(status: str, error: str | None = None) -> dict[str, Any]:
-        row.update(status=status, error=error, fit_seconds=time.time() - started)
+        row.update(
+            status=status,
+            error=error,
+            fit_seconds=time.time() - started,
+            cpu_seconds=time.process_time() - cpu_started,
+        )
         return row
 
     if len(train) < spec.min_rows:
