@@ -23,6 +23,9 @@ from mlops_spark.config import MlflowConfig
 from mlops_spark.errors import ModelNotFoundError, TrackingServerError
 
 
+_USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+
+
 @dataclass(frozen=True)
 class ModelRef:
     """A resolved registered model version."""
@@ -47,7 +50,9 @@ def configure(config: MlflowConfig) -> MlflowClient:
         logging.getLogger(noisy).setLevel(
             logging.WARNING if noisy != "mlflow.data.spark_dataset" else logging.ERROR
         )
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or config.tracking_uri
+    # MLflow exports MLFLOW_TRACKING_URI when a URI is set, so only a value that was in the
+    # environment before this process configured MLflow counts as the user's override.
+    uri = _USER_TRACKING_URI or config.tracking_uri
     if uri.startswith(("http://", "https://")):
         check_server(uri)
     mlflow.set_tracking_uri(uri)
