@@ -22,7 +22,6 @@ from mlflow.tracking import MlflowClient
 from mlops_spark.config import MlflowConfig
 from mlops_spark.errors import ModelNotFoundError, TrackingServerError
 
-
 _USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
 
 
