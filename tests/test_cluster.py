@@ -184,7 +184,7 @@ def spark_submit(
     return run_in_own_group(args, env, lake.parent, timeout=1800)
 
 
-@pytest.mark.timeout(3600)
+@pytest.mark.timeout(5400)
 def test_jobs_run_on_the_standalone_cluster(
     local_cluster: LocalCluster, spark: SparkSession, tmp_path: Path
 ) -> None:

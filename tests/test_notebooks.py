@@ -54,6 +54,7 @@ def test_notebooks_are_databricks_source_notebooks() -> None:
         assert "notebook_context()" in text  # widgets with a local fallback
 
 
+@pytest.mark.timeout(2400)
 def test_every_notebook_runs_end_to_end(
     spark: SparkSession,
     tmp_path: Path,
