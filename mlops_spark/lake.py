@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from urllib.parse import unquote
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from mlops_spark.errors import JobFailed, MissingColumnError, TableNotFoundError
 
@@ -171,10 +173,73 @@ def overwrite_table(
     return last_commit(df.sparkSession, path, name or path)
 
 
-def append_rows(df: DataFrame, path: str, name: str | None = None) -> WriteResult:
-    """Append (only for logs such as the jobs audit table, where every run is a new row)."""
-    df.write.format("delta").mode("append").option("mergeSchema", "true").save(path)
+def append_rows(df: DataFrame, path: str, name: str | None = None, attempts: int = 5) -> WriteResult:
+    """Append (only for logs such as the jobs audit table, where every run is a new row).
+
+    Appends never conflict with each other once the table exists, but two first appends
+    both try to create it; the loser retries against the table the winner created.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            df.write.format("delta").mode("append").option("mergeSchema", "true").save(path)
+            break
+        except Exception as exc:
+            if attempt == attempts or not is_write_conflict(exc):
+                raise
+            time.sleep(0.2 * attempt)
     return last_commit(df.sparkSession, path, name or path)
+
+
+def ensure_partitioned_table(
+    spark: SparkSession, path: str, date_column: str, schema: T.StructType, wait_seconds: float = 60.0
+) -> None:
+    """Create an empty table partitioned by ``date_column`` unless one exists.
+
+    With the table created first, every later write is a replaceWhere of its own
+    partitions, so two first runs on different partitions both land (an overwrite that
+    creates the table could replace what a concurrent first run had just committed). When
+    two processes create it at once, the loser waits for the winner's first commit.
+    """
+    if is_table(spark, path):
+        return
+    nullable = T.StructType([T.StructField(f.name, f.dataType, True) for f in schema])  # as Delta writes
+    try:
+        DeltaTable.createIfNotExists(spark).location(path).addColumns(nullable).partitionedBy(
+            date_column
+        ).execute()
+        return
+    except Exception as exc:
+        failure = exc
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:  # a lost creation race: the winner's commit is on its way
+        if is_table(spark, path):
+            return
+        time.sleep(0.5)
+    raise failure
+
+
+CONFLICT_MARKERS = (
+    "DELTA_CONCURRENT",
+    "ConcurrentAppendException",
+    "ConcurrentDeleteReadException",
+    "ConcurrentDeleteDeleteException",
+    "MetadataChangedException",
+    "ProtocolChangedException",
+    "ConcurrentTransactionException",
+    "ConcurrentWriteException",
+    "DELTA_PROTOCOL_CHANGED",
+    "DELTA_METADATA_CHANGED",
+)
+
+
+def is_write_conflict(exc: BaseException) -> bool:
+    """True for Delta's optimistic-concurrency conflicts (another writer committed first)."""
+    from delta.exceptions import DeltaConcurrentModificationException
+
+    if isinstance(exc, DeltaConcurrentModificationException):
+        return True
+    text = str(exc)
+    return any(marker in text for marker in CONFLICT_MARKERS)
 
 
 def last_commit(

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -642,6 +643,9 @@ def slice_labels(slices: Sequence[str]) -> Column:
     )
 
 
+_EPS = sys.float_info.epsilon  # 2.22e-16, numpy.finfo(float64).eps
+
+
 def classification_quality(
     df: DataFrame,
     label: str,
@@ -666,7 +670,8 @@ def classification_quality(
         F.col(prediction).cast("double").alias("__yhat"),
         F.explode(slice_labels(slices)).alias(SLICE),
     )
-    pc = F.greatest(F.least(F.col("__p"), F.lit(1 - 1e-15)), F.lit(1e-15))
+    # probabilities of exactly 0 or 1 are clipped to float64 machine epsilon, as scikit-learn does
+    pc = F.greatest(F.least(F.col("__p"), F.lit(1 - _EPS)), F.lit(_EPS))
     yy, yhat = F.col("__y"), F.col("__yhat")
     basic = rows.groupBy(*keys).agg(
         F.count(F.lit(1)).alias("rows"),

@@ -33,7 +33,6 @@ from mlops_spark.config import AppConfig, validate_config
 from mlops_spark.jobs.args import JobArgs
 from mlops_spark.jobs.score import ModelInputMissingError, score
 from mlops_spark.jobs.train import train
-from mlops_spark.runtime import AUDIT_SCHEMA, audit_path
 
 from .conftest import ROOT
 
@@ -545,11 +544,7 @@ def test_sigkill_at_any_point_then_rerun_scores_each_row_exactly_once(
 def test_concurrent_runs_land_once(spark: SparkSession, trained: dict[str, Any], tmp_path: Path) -> None:
     config = fresh_lake(spark, trained, tmp_path, DAYS)
     conf = conf_file(trained["raw"], tmp_path, config.lake.root)
-    # The jobs audit table is not under test here: two first appends to a table that does not
-    # exist yet conflict in Delta (runtime.write_audit does not retry), so create it up front.
-    audit = spark.createDataFrame([], AUDIT_SCHEMA)
-    lake.append_rows(audit, audit_path(config), "ops.jobs")
-    # different partitions, both creating the predictions table: both land
+    # different partitions, both creating the predictions table and the jobs audit table: both land
     a = cli_process(conf, "--from", DAYS[0].isoformat(), "--to", DAYS[5].isoformat())
     b = cli_process(conf, "--from", DAYS[6].isoformat(), "--to", DAYS[11].isoformat())
     outs = [Output(a), Output(b)]

@@ -138,7 +138,7 @@ def score(
             scored = part.transform(typed_inputs(keep, scorer.inputs)).transform(scorer.scores(keep))
             return lineage_rows(scored, entity, date_col, ref, ctx.run_id)
 
-        ensure_table(ctx.spark, out_path, date_col, rows_for(targets[:1]).schema)
+        lake.ensure_partitioned_table(ctx.spark, out_path, date_col, rows_for(targets[:1]).schema)
         default_mode = args.date_range is None
         written = 0
         commits = 0
@@ -399,46 +399,6 @@ def session_conf(spark: SparkSession, settings: dict[str, str]) -> Iterator[None
                 spark.conf.set(key, old)
 
 
-def ensure_table(spark: SparkSession, path: str, date_col: str, schema: T.StructType) -> None:
-    """Create the empty, date-partitioned predictions table if it does not exist.
-
-    Creating it first means every scoring write is a replaceWhere of its own partitions:
-    two first runs on different partitions then both land (a plain overwrite that creates
-    the table could otherwise replace what a concurrent first run just committed).
-    """
-    if lake.is_table(spark, path):
-        return
-    from delta.tables import DeltaTable
-
-    nullable = T.StructType([T.StructField(f.name, f.dataType, True) for f in schema])  # as Delta writes
-    try:
-        creating = DeltaTable.createIfNotExists(spark).location(path).addColumns(nullable)
-        creating.partitionedBy(date_col).execute()
-    except Exception:
-        if not lake.is_table(spark, path):  # not a lost creation race: a real failure
-            raise
-
-
-def is_write_conflict(exc: BaseException) -> bool:
-    """True for Delta's optimistic-concurrency conflicts (another writer committed first)."""
-    from delta.exceptions import DeltaConcurrentModificationException
-
-    if isinstance(exc, DeltaConcurrentModificationException):
-        return True
-    text = str(exc)
-    markers = (
-        "DELTA_CONCURRENT",
-        "ConcurrentAppendException",
-        "ConcurrentDeleteReadException",
-        "ConcurrentDeleteDeleteException",
-        "MetadataChangedException",
-        "ProtocolChangedException",
-        "ConcurrentTransactionException",
-        "ConcurrentWriteException",
-    )
-    return any(m in text for m in markers)
-
-
 def write_with_retry(
     ctx: JobContext,
     chunk: Sequence[dt.date],
@@ -458,7 +418,7 @@ def write_with_retry(
                 rows_for(pending), path, date_col, pending, name, f"score {ref.describe()} run {ctx.run_id}"
             )
         except Exception as exc:
-            if not is_write_conflict(exc):
+            if not lake.is_write_conflict(exc):
                 raise
             what = lake.describe_error(exc) if hasattr(lake, "describe_error") else type(exc).__name__
             if attempt == CONFLICT_RETRIES:
