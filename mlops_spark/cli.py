@@ -136,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
             g = p.add_mutually_exclusive_group()
             g.add_argument("--alias", help="score with the model at this alias (default: scoring.alias)")
             g.add_argument("--model-version", type=_positive_int, metavar="N", help="score with version N")
+        if job == "score":
+            p.add_argument(
+                "--method",
+                choices=["auto", "compiled", "transform", "arrow"],
+                help="scoring path (default: scoring.method; same as --set scoring.method=...)",
+            )
     return parser
 
 
@@ -156,7 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from mlops_spark.config import load_config
         from mlops_spark.jobs.args import JobArgs
 
-        config = load_config(ns.conf, ns.env, ns.overrides)
+        overrides = list(ns.overrides)
+        if getattr(ns, "method", None):
+            overrides.append(f"scoring.method={ns.method}")
+        config = load_config(ns.conf, ns.env, overrides)
         args = JobArgs(
             date=ns.date,
             start=ns.start,

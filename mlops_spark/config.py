@@ -336,6 +336,13 @@ class ScoringConfig(_Strict):
     alias: str = "champion"
     table: str | None = None
     """Predictions table name; None: predictions.<model name>."""
+    method: Literal["auto", "compiled", "transform", "arrow"] = "auto"
+    """Scoring path: 'auto' takes the fastest exact one (compiled to Spark SQL when the model
+    compiles, else MLlib transform / Arrow batches); the others force a path."""
+    partitions_per_commit: int = Field(31, ge=1)
+    """Days per Delta commit: a killed backfill keeps what it committed."""
+    arrow_batch_rows: int = Field(50_000, ge=1)
+    """Rows per Arrow batch on the Python path (fewer, larger batches: less per-batch overhead)."""
 
 
 class MetricThreshold(_Strict):

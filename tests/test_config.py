@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from mlops_spark.config import load_config, parse_override
-from mlops_spark.errors import ConfigError
+from mlops_spark.errors import ConfigError, UsageError
 
 from .conftest import FLIGHTS_CONF
 
@@ -105,3 +105,19 @@ def test_parse_override_reads_yaml_values() -> None:
         parse_override("novalue")
     with pytest.raises(ConfigError):
         parse_override("a..b=1")
+
+
+def test_scoring_settings_come_from_config_set_and_method_flag() -> None:
+    from mlops_spark import cli
+
+    config = load_config(FLIGHTS_CONF, None, ["scoring.partitions_per_commit=7"])
+    assert (config.scoring.method, config.scoring.partitions_per_commit) == ("auto", 7)
+    assert config.scoring.arrow_batch_rows == 50_000
+    with pytest.raises(ConfigError, match=r"scoring.method: .*'auto', 'compiled', 'transform' or 'arrow'"):
+        load_config(FLIGHTS_CONF, None, ["scoring.method=fast"])
+    with pytest.raises(ConfigError, match=r"scoring.partitions_per_commit: .*greater than or equal to 1"):
+        load_config(FLIGHTS_CONF, None, ["scoring.partitions_per_commit=0"])
+    ns = cli.build_parser().parse_args(["score", "--conf", str(FLIGHTS_CONF), "--method", "arrow"])
+    assert ns.method == "arrow"
+    with pytest.raises(UsageError, match=r"--method: invalid choice: 'fast'"):
+        cli.build_parser().parse_args(["score", "--method", "fast"])

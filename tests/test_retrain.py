@@ -201,8 +201,12 @@ def test_alert_triggers_retrain_gate_and_quiet_runs(
 
 def test_shifted_split_slides_or_expands() -> None:
     config = synth_config("/tmp/unused", {"tracking_uri": "sqlite:///x.db", "artifact_location": "/tmp/a"})
+    # train 2024-01-01..01-10 (10 days), test 01-11..01-14 (4 days); the new test range ends on 02-14
+    assert (config.split.train.start, config.split.test.end) == (dt.date(2024, 1, 1), dt.date(2024, 1, 14))
     slid = shifted_split(config.split, dt.date(2024, 2, 14), "slide")
-    assert (slid.train.start, slid.train.end) == (dt.date(2024, 1, 31), dt.date(2024, 2, 9))
-    assert (slid.test.start, slid.test.end) == (dt.date(2024, 2, 10), dt.date(2024, 2, 14))
+    assert (slid.train.start, slid.train.end) == (dt.date(2024, 2, 1), dt.date(2024, 2, 10))
+    assert (slid.test.start, slid.test.end) == (dt.date(2024, 2, 11), dt.date(2024, 2, 14))
+    assert slid.seed == config.split.seed
     grown = shifted_split(config.split, dt.date(2024, 2, 14), "expand")
-    assert (grown.train.start, grown.train.end) == (dt.date(2024, 1, 1), dt.date(2024, 2, 9))
+    assert (grown.train.start, grown.train.end) == (dt.date(2024, 1, 1), dt.date(2024, 2, 10))
+    assert (grown.test.start, grown.test.end) == (slid.test.start, slid.test.end)

@@ -50,10 +50,6 @@ from mlops_spark.scoring import (
 
 Method = Literal["auto", "compiled", "transform", "arrow"]
 
-DEFAULT_PARTITIONS_PER_COMMIT = 31
-"""A backfill of a year commits a month at a time: a killed run keeps what it committed."""
-DEFAULT_ARROW_BATCH_ROWS = 50_000
-"""Rows per Arrow batch on the Python path (fewer, larger batches: less per-batch overhead)."""
 CONFLICT_RETRIES = 3
 ARROW_BATCH_CONF = "spark.sql.execution.arrow.maxRecordsPerBatch"
 
@@ -75,16 +71,20 @@ def score(
     args: JobArgs = JobArgs(),
     spark: SparkSession | None = None,
     *,
-    method: Method = "auto",
-    partitions_per_commit: int = DEFAULT_PARTITIONS_PER_COMMIT,
-    arrow_batch_rows: int = DEFAULT_ARROW_BATCH_ROWS,
+    method: Method | None = None,
+    partitions_per_commit: int | None = None,
+    arrow_batch_rows: int | None = None,
 ) -> JobContext:
     """Score with the model at ``--alias`` (default: scoring.alias) or ``--model-version``.
 
     By default only feature partitions without predictions from that model version are
     scored; --date / --from --to rescore a range (an empty range fails: nothing to score).
-    ``method`` forces a scoring path ('auto' takes the fastest exact one).
+    ``method``, ``partitions_per_commit`` and ``arrow_batch_rows`` override the scoring
+    section of the config (``method`` forces a path; 'auto' takes the fastest exact one).
     """
+    method = method or config.scoring.method
+    partitions_per_commit = partitions_per_commit or config.scoring.partitions_per_commit
+    arrow_batch_rows = arrow_batch_rows or config.scoring.arrow_batch_rows
     if partitions_per_commit < 1:
         raise JobFailed(f"score: partitions_per_commit must be >= 1 (got {partitions_per_commit})")
 
