@@ -280,6 +280,54 @@ def test_every_path_writes_the_same_rows_with_lineage(
     assert transformed.where((F.col("probability") > 0.5) != (F.col("prediction") == 1.0)).count() == 0
 
 
+def test_ab_share_routes_stable_entities_to_the_challenger_and_records_the_arm(
+    spark: SparkSession, trained: dict[str, Any], tmp_path: Path
+) -> None:
+    config = fresh_lake(spark, trained, tmp_path, DAYS[:4])
+    champion = trained["ref"]
+    client = registry.configure(config.mlflow)
+    raw = json.loads(json.dumps(trained["raw"]))
+    raw["lake"]["root"] = config.lake.root
+    other = json.loads(json.dumps(trained["raw"]))  # trained on the module's lake, as the champion was
+    other["model"]["params"]["regParam"] = 0.3  # another model: its scores differ from the champion's
+    version = train(validate_config(other), JobArgs(), spark).result["model"].version
+    challenger = registry.resolve(client, MODEL, version=version)
+    assert (
+        registry.resolve(client, MODEL, alias="challenger").version == challenger.version != champion.version
+    )
+    try:
+        ab = validate_config({**raw, "monitoring": {"ab_share": 0.3, "ab_salt": "test"}})
+        run = score(ab, JobArgs(), spark)
+        assert run.result["ab_challenger_version"] == challenger.version
+        assert_one_prediction_per_row(spark, ab)
+        routed = predictions(spark, ab).cache()
+        # each arm's rows carry its model's version, and the share is about what was asked for
+        arms = {
+            (r["arm"], r["model_version"]): r["count"]
+            for r in routed.groupBy("arm", "model_version").count().collect()
+        }
+        assert set(arms) == {("champion", champion.version), ("challenger", challenger.version)}
+        share = arms[("challenger", challenger.version)] / sum(arms.values())
+        assert 0.25 < share < 0.35, share
+        # every row's scores are exactly what its arm's model alone gives for it
+        values = ["event_id", "date", "prediction", "probability"]
+        for ref, arm in ((champion, "champion"), (challenger, "challenger")):
+            alone = validate_config({**raw, "scoring": {"table": f"alone_v{ref.version}"}})
+            score(alone, JobArgs(model_version=ref.version), spark)
+            expected = predictions(spark, alone).join(
+                routed.where(F.col("arm") == arm).select("event_id"), "event_id"
+            )
+            assertDataFrameEqual(routed.where(F.col("arm") == arm).select(*values), expected.select(*values))
+        # arms are stable: rescoring a day puts every entity in the same arm again
+        score(ab, JobArgs(date=DAYS[1]), spark)
+        again = predictions(spark, ab).where(F.col("date") == DAYS[1]).select("event_id", "arm")
+        assertDataFrameEqual(again, routed.where(F.col("date") == DAYS[1]).select("event_id", "arm"))
+        # and the next incremental run finds nothing new
+        assert score(ab, JobArgs(), spark).result["scored_partitions"] == 0
+    finally:
+        registry.set_alias(client, champion, "challenger")
+
+
 def register_sklearn_model(config: AppConfig, spark: SparkSession) -> tuple[str, Any, pd.DataFrame]:
     """Fit a scikit-learn pipeline on the feature table and register it as <model>_sk@champion."""
     import mlflow

@@ -31,7 +31,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from mlops_spark import lake, registry
+from mlops_spark import canary, lake, registry
 from mlops_spark.compile import NotCompilableError, compile_sklearn_model, compile_spark_model
 from mlops_spark.config import AppConfig
 from mlops_spark.errors import JobFailed, MissingColumnError, TableNotFoundError
@@ -95,6 +95,7 @@ def score(
             ref = registry.resolve(client, name, version=args.model_version)
         else:
             ref = registry.resolve(client, name, alias=args.alias or config.scoring.alias)
+        challenger = ab_challenger(client, config, ref, args)
         spec = config.features
         date_col, entity = spec.date_column, spec.entity_id.name
         feat_path = ctx.table_path("features", spec.name)
@@ -115,6 +116,8 @@ def score(
                 )
         else:
             done = partitions_scored_by(ctx.spark, out_path, date_col, ref.version)
+            if challenger is not None:  # with ab_share 1.0 every row is the challenger's
+                done |= partitions_scored_by(ctx.spark, out_path, date_col, challenger.version)
             targets = [d for d in available if d not in done]
         if not targets:
             ctx.say(
@@ -129,14 +132,28 @@ def score(
         ctx.say(f"scoring path: {scorer.method} ({scorer.detail})")
         ctx.result["method"] = scorer.method
         ctx.read(feat_ref)
-        keep = (entity, date_col)
+        arms = [(ref, scorer)]
+        if challenger is not None:
+            arms.append(
+                (challenger, prepare_scorer(ctx.spark, config, challenger, features, feat_ref.name, method))
+            )
+            share = config.monitoring.ab_share
+            ctx.say(
+                f"A/B test: {share:.0%} of {entity} values (stable hash, salt {config.monitoring.ab_salt!r}) "
+                f"scored by {challenger.describe()} via {arms[1][1].method}, the rest by {ref.describe()}; "
+                f"column {canary.ARM!r} records the arm"
+            )
+            ctx.result["ab_challenger_version"] = challenger.version
 
         def rows_for(dates: Sequence[dt.date]) -> DataFrame:
             part, _ = lake.read_table(
                 ctx.spark, feat_path, feat_ref.name, version=feat_version, date_column=date_col, dates=dates
             )
-            scored = part.transform(typed_inputs(keep, scorer.inputs)).transform(scorer.scores(keep))
-            return lineage_rows(scored, entity, date_col, ref, ctx.run_id)
+            if challenger is None:
+                keep = (entity, date_col)
+                scored = part.transform(typed_inputs(keep, scorer.inputs)).transform(scorer.scores(keep))
+                return lineage_rows(scored, entity, date_col, ref, ctx.run_id)
+            return ab_rows(part, config, arms, ctx.run_id)
 
         lake.ensure_partitioned_table(ctx.spark, out_path, date_col, rows_for(targets[:1]).schema)
         default_mode = args.date_range is None
@@ -145,7 +162,15 @@ def score(
         with session_conf(ctx.spark, {ARROW_BATCH_CONF: str(arrow_batch_rows)}):
             for chunk in chunked(targets, partitions_per_commit):
                 result = write_with_retry(
-                    ctx, chunk, rows_for, out_path, date_col, out_name, ref, default_mode
+                    ctx,
+                    chunk,
+                    rows_for,
+                    out_path,
+                    date_col,
+                    out_name,
+                    ref,
+                    default_mode,
+                    challenger is not None,
                 )
                 if result is not None:
                     ctx.wrote(result)
@@ -162,6 +187,46 @@ def score(
             ctx.say(optimize_and_vacuum(ctx.spark, out_path))
 
     return run_job("score", config, args.as_dict(), body, spark)
+
+
+# --------------------------------------------------------------------------- A/B routing
+
+
+def ab_challenger(
+    client: Any, config: AppConfig, champion: registry.ModelRef, args: JobArgs
+) -> registry.ModelRef | None:
+    """@challenger, when monitoring.ab_share routes a share of entities to it: only for runs
+    that score with the configured alias (not --alias/--model-version) and only while the
+    challenger is another version than the champion."""
+    if config.monitoring.ab_share <= 0 or args.model_version is not None or args.alias is not None:
+        return None
+    challenger = registry.try_resolve(client, config.mlflow.model_name, canary.CHALLENGER_ARM)
+    if challenger is None or challenger.version == champion.version:
+        return None
+    return challenger
+
+
+def ab_rows(
+    part: DataFrame, config: AppConfig, arms: Sequence[tuple[registry.ModelRef, Scorer]], job_run_id: str
+) -> DataFrame:
+    """Each row scored by the model of its entity's arm (champion first, then challenger),
+    with the arm recorded: one prediction per row, whichever arm it falls in."""
+    entity, date_col = config.features.entity_id.name, config.features.date_column
+    keep = (entity, date_col, canary.ARM)
+    routed = part.withColumn(
+        canary.ARM, canary.assign_arm(entity, config.monitoring.ab_share, config.monitoring.ab_salt)
+    )
+    out: DataFrame | None = None
+    for (model, scorer), arm in zip(arms, (canary.CHAMPION_ARM, canary.CHALLENGER_ARM), strict=True):
+        scored = (
+            routed.where(F.col(canary.ARM) == arm)
+            .transform(typed_inputs(keep, scorer.inputs))
+            .transform(scorer.scores(keep))
+        )
+        rows = lineage_rows(scored, entity, date_col, model, job_run_id, extra=(canary.ARM,))
+        out = rows if out is None else out.unionByName(rows)
+    assert out is not None
+    return out
 
 
 # --------------------------------------------------------------------------- choosing the path
@@ -408,6 +473,7 @@ def write_with_retry(
     name: str,
     ref: registry.ModelRef,
     default_mode: bool,
+    merge_schema: bool = False,
 ) -> WriteResult | None:
     """Replace ``chunk``'s partitions in one commit; on a conflict with a concurrent writer,
     re-check what is still unscored (incremental runs) and try again, or fail cleanly."""
@@ -415,7 +481,13 @@ def write_with_retry(
     for attempt in range(CONFLICT_RETRIES + 1):
         try:
             return lake.write_partitions(
-                rows_for(pending), path, date_col, pending, name, f"score {ref.describe()} run {ctx.run_id}"
+                rows_for(pending),
+                path,
+                date_col,
+                pending,
+                name,
+                f"score {ref.describe()} run {ctx.run_id}",
+                merge_schema=merge_schema,
             )
         except Exception as exc:
             if not lake.is_write_conflict(exc):
