@@ -266,6 +266,10 @@ class TuningConfig(_Strict):
     """Validation metric to optimise; None: promotion.metric, else areaUnderROC / rmse by task."""
     startup_trials: Annotated[int, Field(ge=1)] | None = None
     """Random trials before TPE models the space; None: a third of max_evals (2 to 20)."""
+    holdout_days: Annotated[int, Field(ge=1)] | None = None
+    """Without split.validation, trials are scored on the last days of the train range (this
+    many; None: a quarter of it) and fitted on the days before; the final model is then
+    fitted on the whole train range with the best params."""
 
 
 class SklearnConfig(_Strict):

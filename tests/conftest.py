@@ -69,6 +69,7 @@ def flights_overrides(lake_root: str, mlflow_store: dict[str, str], **extra: Any
         "split.test.from=2013-01-11",
         "split.test.to=2013-01-14",
         "model.params.maxIter=10",
+        "model.tuning.max_evals=2",
     ]
     sets += [f"{k}={v}" for k, v in extra.items()]
     return sets

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -24,6 +25,7 @@ SMALL_RUN = [
     "split.test.from=2013-01-11",
     "split.test.to=2013-01-14",
     "model.params.maxIter=10",
+    "model.tuning.max_evals=2",
 ]
 
 
@@ -76,6 +78,14 @@ def test_pipeline_runs_twice_without_duplicates(spark: SparkSession, tmp_path: P
     assert jobs[:6] == ["ingest", "validate", "features", "train", "promote", "score"]
     assert audit.where(F.col("status") != "ok").count() == 0
     assert (tmp_path / "mlflow.db").exists()
+    # the main job tuned (a small budget, trials scored on the train range's last days)
+    # and registered the refitted best model, which the gate promoted
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    champion = client.get_model_version_by_alias("flights_delay", "champion")
+    run = client.get_run(champion.run_id)
+    assert run.data.metrics["tuning_trials"] == 2
+    assert run.data.params["tuning_holdout"] == "2013-01-09..2013-01-10"
+    assert run.data.params["param.regParam"] == run.data.params["tuning.best.regParam"]
 
     # the README's Python example runs against this lake and store, as written
     blocks = readme_python_blocks()

@@ -16,9 +16,9 @@ from hyperopt.pyll import stochastic
 from pyspark.sql import SparkSession
 
 from mlops_spark import registry
-from mlops_spark.config import ModelConfig, TuningConfig
+from mlops_spark.config import DateRange, ModelConfig, TuningConfig
 from mlops_spark.errors import ConfigError, JobFailed
-from mlops_spark.jobs.train import train
+from mlops_spark.jobs.train import train, tuning_holdout
 from mlops_spark.runtime import JobContext
 from mlops_spark.training import CLASSIFICATION_METRICS, prepare_training_frame, time_split
 from mlops_spark.tuning import (
@@ -257,6 +257,44 @@ def test_train_job_tunes_in_nested_runs_and_refits_the_best_trial(
     # the refit is the best trial's model again: same validation score
     assert metrics["val_areaUnderROC"] == pytest.approx(best.data.metrics["val_areaUnderROC"], abs=1e-9)
     assert parent.data.tags["mlops.tuning.metric"] == "areaUnderROC"
+
+
+def test_without_a_validation_range_trials_are_scored_on_the_last_train_days(
+    spark: SparkSession, lake_root: str, mlflow_store: dict[str, str]
+) -> None:
+    train_range = DateRange.model_validate({"from": days(1, 1)[0], "to": days(8, 8)[0]})
+    assert tuning_holdout(train_range, None) == (days(7, 7)[0], days(8, 8)[0])  # a quarter of 8 days
+    assert tuning_holdout(train_range, 3) == (days(6, 6)[0], days(8, 8)[0])
+    with pytest.raises(
+        JobFailed, match=r"holdout_days \(8\) must be shorter than the train range \(8 days\)"
+    ):
+        tuning_holdout(train_range, 8)
+    one_day = DateRange.model_validate({"from": days(1, 1)[0], "to": days(1, 1)[0]})
+    with pytest.raises(JobFailed, match=r"tuning needs split.validation or a train range of at least 2 days"):
+        tuning_holdout(one_day, None)
+
+    write_features(spark, lake_root, days(1, 14), rows_per_day=100)
+    space = {"regParam": {"kind": "loguniform", "low": 0.001, "high": 1.0}}
+    config = synthetic_config(
+        lake_root,
+        mlflow_store,
+        model={"tuning": {"max_evals": 3, "holdout_days": 2, "search_space": space}},
+        split={
+            "train": {"from": days(1, 1)[0], "to": days(8, 8)[0]},
+            "test": {"from": days(11, 11)[0], "to": days(14, 14)[0]},
+        },
+    )
+    ctx = train(config, spark=spark)
+    assert any("are scored on" in line for line in ctx.lines)
+    parent = mlflow.MlflowClient().get_run(ctx.result["run_id"])
+    assert parent.data.params["tuning_holdout"] == f"{days(7, 7)[0]}..{days(8, 8)[0]}"
+    assert (
+        parent.data.params["train_range"] == f"{days(1, 1)[0]}..{days(8, 8)[0]}"
+    )  # the refit uses all of it
+    assert "validation_range" not in parent.data.params
+    children = registry.child_runs(parent.info.run_id)
+    assert len(children) == 3 and all("val_areaUnderROC" in c.data.metrics for c in children)
+    assert parent.data.params["param.regParam"] == parent.data.params["tuning.best.regParam"]
 
 
 # --------------------------------------------------------------------------- scikit-learn path

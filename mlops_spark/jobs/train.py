@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import tempfile
 from pathlib import Path
@@ -12,7 +13,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from mlops_spark import lake, registry
-from mlops_spark.config import AppConfig, resolved_dict, validate_config
+from mlops_spark.config import AppConfig, DateRange, resolved_dict, validate_config
 from mlops_spark.errors import JobFailed, ModelNotFoundError
 from mlops_spark.jobs.args import JobArgs
 from mlops_spark.lake import TableRef
@@ -111,6 +112,26 @@ def read_training_data(ctx: JobContext, config: AppConfig, version: int | None) 
     return df, ref
 
 
+ONE_DAY = dt.timedelta(days=1)
+
+
+def tuning_holdout(train: DateRange, days: int | None) -> tuple[dt.date, dt.date]:
+    """The last ``days`` of the train range (None: a quarter of it, at least one day) where
+    tuning trials are scored when no validation range is configured."""
+    length = (train.end - train.start).days + 1
+    if length < 2:
+        raise JobFailed(
+            f"train: tuning needs split.validation or a train range of at least 2 days "
+            f"(got {train.start}..{train.end})"
+        )
+    take = days if days is not None else max(1, length // 4)
+    if take >= length:
+        raise JobFailed(
+            f"train: model.tuning.holdout_days ({take}) must be shorter than the train range ({length} days)"
+        )
+    return train.end - dt.timedelta(days=take - 1), train.end
+
+
 def fit_and_log(
     ctx: JobContext, config: AppConfig, version: int | None, reproduces: str | None = None
 ) -> dict[str, Any]:
@@ -154,15 +175,22 @@ def fit_and_log(
         val_df = val_df.persist() if val_df is not None else None
         tuned_params: dict[str, Any] = {}
         tuning = model_cfg.tuning
+        holdout: tuple[dt.date, dt.date] | None = None
         if tuning is not None and tuning.search_space:
-            if val_df is None:
-                raise JobFailed(
-                    "train: model.tuning.search_space is set but split.validation is not: "
-                    "tuning needs a validation date range between train and test"
-                )
             from mlops_spark.tuning import tune_spark_pipeline
 
-            tuned_params = tune_spark_pipeline(ctx, config, train_df, val_df, label)
+            if val_df is not None:
+                tuned_params = tune_spark_pipeline(ctx, config, train_df, val_df, label)
+            else:
+                holdout = tuning_holdout(split.train, tuning.holdout_days)
+                in_holdout = F.col(date_col).between(F.lit(holdout[0]), F.lit(holdout[1]))
+                ctx.say(
+                    f"tuning: no split.validation; trials fit on {split.train.start}..{holdout[0] - ONE_DAY} "
+                    f"and are scored on {holdout[0]}..{holdout[1]}; the final fit uses the whole train range"
+                )
+                tuned_params = tune_spark_pipeline(
+                    ctx, config, train_df.where(~in_holdout), train_df.where(in_holdout), label
+                )
         pipeline = build_pipeline(model_cfg, label, tuned_params, split.seed)
         model = pipeline.fit(train_df)
         test_metrics = evaluate(model, test_df, model_cfg, label)
@@ -187,6 +215,7 @@ def fit_and_log(
                     if split.validation
                     else {}
                 ),
+                **({"tuning_holdout": f"{holdout[0]}..{holdout[1]}"} if holdout else {}),
                 "test_range": f"{split.test.start}..{split.test.end}",
                 "class_weight": model_cfg.class_weight,
                 "threshold": model_cfg.threshold,
