@@ -435,6 +435,10 @@ class MonitoringConfig(_Strict):
     slices: list[str] = Field(default_factory=list)
     """Feature columns whose values slice the realised quality, e.g. [carrier, origin]."""
     thresholds: dict[str, MetricThreshold] = Field(default_factory=dict)
+    column_thresholds: dict[str, dict[str, MetricThreshold]] = Field(default_factory=dict)
+    """Per column (feature, 'prediction', 'probability'), thresholds that replace the metric's
+    default, e.g. {wx_temp: {psi: {warn: 2, alert: 5}}} for a feature that drifts with the
+    seasons; {warn: null, alert: null} silences one metric of one column."""
     retrain: RetrainRule = Field(default_factory=RetrainRule)
     canary: CanaryConfig = Field(default_factory=CanaryConfig)
     ab_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0

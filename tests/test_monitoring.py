@@ -289,6 +289,46 @@ def test_status_from_configured_thresholds(spark: SparkSession) -> None:
     assertDataFrameEqual(got, expected)
 
 
+def test_column_thresholds_replace_the_metric_default_for_that_column_only(spark: SparkSession) -> None:
+    mon = MonitoringConfig.model_validate(
+        {
+            "thresholds": {"psi": {"warn": 0.1, "alert": 0.25}},
+            "column_thresholds": {
+                "wx_temp": {"psi": {"warn": 2.0, "alert": 5.0}},
+                "noisy": {"psi": {"warn": None, "alert": None}},
+                "score": {"mean": {"warn": 0.4, "alert": 0.3, "direction": "below"}},
+            },
+        }
+    )
+    df = spark.createDataFrame(
+        [
+            ("wx_temp", "psi", 1.5),
+            ("wx_temp", "psi", 6.0),
+            ("dep_hour", "psi", 1.5),
+            ("noisy", "psi", 9.0),
+            ("score", "mean", 0.35),
+            ("score", "psi", 0.3),
+            (None, "areaUnderROC", 0.5),
+        ],
+        "column string, metric string, value double",
+    )
+    got = df.transform(with_status(mon.thresholds, mon.column_thresholds))
+    expected = spark.createDataFrame(
+        [
+            ("wx_temp", "psi", 1.5, 2.0, 5.0, "ok"),
+            ("wx_temp", "psi", 6.0, 2.0, 5.0, "alert"),
+            ("dep_hour", "psi", 1.5, 0.1, 0.25, "alert"),
+            ("noisy", "psi", 9.0, None, None, "ok"),
+            ("score", "mean", 0.35, 0.4, 0.3, "warn"),
+            ("score", "psi", 0.3, 0.1, 0.25, "alert"),
+            (None, "areaUnderROC", 0.5, 0.65, 0.6, "alert"),
+        ],
+        "column string, metric string, value double, warn_threshold double, alert_threshold double, "
+        "status string",
+    )
+    assertDataFrameEqual(got, expected)
+
+
 # --------------------------------------------------------------------------- canary and A/B
 
 

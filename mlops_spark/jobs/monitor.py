@@ -201,7 +201,7 @@ def monitor(config: AppConfig, args: JobArgs = JobArgs(), spark: SparkSession | 
         table = parts[0]
         for part in parts[1:]:
             table = table.unionByName(part)
-        table = table.transform(with_status(mon.thresholds)).select(
+        table = table.transform(with_status(mon.thresholds, mon.column_thresholds)).select(
             F.col(date_col),
             F.lit(config.mlflow.model_name).alias("model_name"),
             F.col("model_version").cast("int"),
