@@ -32,7 +32,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ import pandas as pd  # noqa: E402
 from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
+from benchmarks.common import local_files, score_files_single_process, timed  # noqa: E402
 from mlops_spark import lake  # noqa: E402
 from mlops_spark.compile import compile_sklearn_model, compile_spark_model  # noqa: E402
 from mlops_spark.config import SparkConfig, validate_config  # noqa: E402
@@ -77,12 +77,6 @@ def build_features(spark: SparkSession, rows: int, days: int, n_features: int, p
     df = df.withColumn("label", (F.rand(seed=99) < 1 / (1 + F.exp(-logit))).cast("double"))
     dates = [DAY0 + dt.timedelta(days=i) for i in range(days)]
     lake.write_partitions(df, path, DATE, dates, "features.bench")
-
-
-def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    start = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - start, out
 
 
 def main() -> int:
@@ -274,35 +268,16 @@ def main() -> int:
             return write("sklearn_compiled", lineage_rows(scored, KEY, DATE, sk_ref, "bench"))
 
         def single_process() -> float:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            files = [f.removeprefix("file:") for f in features.inputFiles()]
+            files = local_files(features.inputFiles())
+            lineage = {
+                "model_name": "bench_sk",
+                "model_version": np.int32(sk_ref.version),
+                "model_run_id": sk_ref.run_id,
+                "job_run_id": "bench",
+            }
             out_dir = Path(fresh("pandas"))
-            out_dir.mkdir(parents=True)
-
-            def run() -> None:
-                scored_at = pd.Timestamp.now(tz="UTC")
-                for i, file in enumerate(files):
-                    table = pq.read_table(file, columns=[KEY, *names])
-                    x = np.column_stack([table.column(c).to_numpy() for c in names])
-                    proba = sk.predict_proba(x)[:, 1]
-                    n = len(proba)
-                    out = pa.table(
-                        {
-                            KEY: table.column(KEY),
-                            "prediction": (proba > 0.5).astype("float64"),
-                            "probability": proba,
-                            "model_name": pa.array(["bench_sk"] * n),
-                            "model_version": pa.array(np.full(n, sk_ref.version, dtype="int32")),
-                            "model_run_id": pa.array([sk_ref.run_id] * n),
-                            "scored_at": pa.array(np.full(n, scored_at.to_datetime64())),
-                            "job_run_id": pa.array(["bench"] * n),
-                        }
-                    )
-                    pq.write_table(out, out_dir / f"part-{i:05d}.parquet")
-
-            secs, _ = timed(run)
+            secs, rows = timed(lambda: score_files_single_process(files, sk, names, KEY, out_dir, lineage))
+            assert rows == n_rows, (rows, n_rows)
             return secs
 
         import warnings

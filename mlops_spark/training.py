@@ -327,3 +327,18 @@ def feature_importances(model: PipelineModel, sample: DataFrame) -> dict[str, fl
         column = owner.split("_", 3)[-1] if owner.startswith("__") else owner
         out[column] = out.get(column, 0.0) + float(value)
     return out
+
+
+def fit_on_cores(estimator: Any, df: DataFrame, partitions: int | None = None) -> Any:
+    """Fit ``estimator`` (a Pipeline or an estimator) on ``df`` read by at most ``partitions``
+    tasks (default: ``spark.default.parallelism``), merging input partitions without a shuffle.
+
+    Iterative fits (LogisticRegression's L-BFGS, one Spark job per iteration) pay every
+    task's scheduling once per pass; a table of many small files gives many more tasks than
+    cores. Nothing is cached here: MLlib's linear models cache their own standardized blocks,
+    and caching the input too would hold the data twice.
+    """
+    n = partitions or df.sparkSession.sparkContext.defaultParallelism
+    if df.rdd.getNumPartitions() > n:
+        df = df.coalesce(n)
+    return estimator.fit(df)
