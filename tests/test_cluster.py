@@ -219,9 +219,16 @@ def test_jobs_run_on_the_standalone_cluster(
         assert app["id"].startswith("app-"), app
         assert app["state"] == "FINISHED", app
         assert app["cores"] >= 1 and app["memoryperexecutor"] == 1024, app
-    worker = get_json(f"{local_cluster.worker_ui}/json/")
-    ran_on_worker = {e["appid"] for e in worker["finishedexecutors"]}
-    assert {apps[f"mlops-spark-{job}"]["id"] for job, _ in jobs} <= ran_on_worker
+    # the worker records an executor as finished a moment after its application ends
+    wanted = {apps[f"mlops-spark-{job}"]["id"] for job, _ in jobs}
+    deadline = time.time() + 60
+    while True:
+        worker = get_json(f"{local_cluster.worker_ui}/json/")
+        ran_on_worker = {e["appid"] for e in worker["finishedexecutors"]}
+        if wanted <= ran_on_worker or time.time() > deadline:
+            break
+        time.sleep(1)
+    assert wanted <= ran_on_worker
 
     # The registry on the server holds the model; its artifacts are proxied by the server.
     client = MlflowClient(tracking_uri=local_cluster.tracking_uri)
