@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -78,3 +81,27 @@ def flights_overrides(lake_root: str, mlflow_store: dict[str, str], **extra: Any
 @pytest.fixture()
 def flights_config(lake_root: str, mlflow_store: dict[str, str]) -> AppConfig:
     return load_config(FLIGHTS_CONF, "local", flights_overrides(lake_root, mlflow_store))
+
+
+def run_in_own_group(
+    args: list[str], env: dict[str, str], cwd: Path, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """Run a command in its own process group and kill the whole group (the spark-submit
+    JVM and its Python driver) if the test is interrupted or the command times out."""
+    proc = subprocess.Popen(
+        args,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)

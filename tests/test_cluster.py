@@ -6,7 +6,6 @@ and stops every process group it started, also when a test fails.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -23,7 +22,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from .conftest import FLIGHTS_CONF, ROOT
+from .conftest import FLIGHTS_CONF, ROOT, run_in_own_group
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e]
 
@@ -40,30 +39,6 @@ def free_ports(n: int) -> list[int]:
     finally:
         for s in sockets:
             s.close()
-
-
-def run_in_own_group(
-    args: list[str], env: dict[str, str], cwd: Path, timeout: float
-) -> subprocess.CompletedProcess[str]:
-    """Run a command in its own process group and kill the whole group (the spark-submit
-    JVM and its Python driver) if the test is interrupted or the command times out."""
-    proc = subprocess.Popen(
-        args,
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 
 def get_json(url: str) -> Any:

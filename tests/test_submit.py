@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -28,7 +26,7 @@ from mlops_spark.submit import (
     source_digest,
 )
 
-from .conftest import FLIGHTS_CONF, ROOT
+from .conftest import FLIGHTS_CONF, ROOT, run_in_own_group
 
 SUBMIT = ROOT / "spark-submit.sh"
 JOBS = available_jobs(ROOT)
@@ -48,30 +46,6 @@ def submit(
         if env is None or key not in env:
             full_env.pop(key, None)
     return run_in_own_group([str(SUBMIT), *args], full_env, cwd, timeout)
-
-
-def run_in_own_group(
-    args: list[str], env: dict[str, str], cwd: Path, timeout: float
-) -> subprocess.CompletedProcess[str]:
-    """Run a command in its own process group and kill the whole group (the spark-submit
-    JVM and its Python driver) if the test is interrupted or the command times out."""
-    proc = subprocess.Popen(
-        args,
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 
 def dry_run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> list[str]:
