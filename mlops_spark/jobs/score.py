@@ -492,7 +492,7 @@ def write_with_retry(
         except Exception as exc:
             if not lake.is_write_conflict(exc):
                 raise
-            what = lake.describe_error(exc) if hasattr(lake, "describe_error") else type(exc).__name__
+            what = lake.describe_error(exc)
             if attempt == CONFLICT_RETRIES:
                 raise JobFailed(
                     f"{name}: {len(pending)} partition(s) {min(pending)}..{max(pending)} kept conflicting "
