@@ -10,9 +10,10 @@ demo: bootstrap
 lint: bootstrap
 	.venv/bin/ruff check .
 	.venv/bin/mypy mlops_spark
+	.venv/bin/python scripts/import_cycles.py
 
 test: lint
-	.venv/bin/python -m pytest -q tests
+	.venv/bin/python -m pytest -q tests --durations=25
 
 clean:
 	rm -rf lake mlflow.db mlruns reports

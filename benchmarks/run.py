@@ -46,7 +46,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # mlops_spark is imported lazily: the startup section times that import
+    from mlops_spark.catalog import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -152,24 +155,33 @@ def scale_spec() -> Any:
     )
 
 
-def build_tables(spark: Any, base_pdf: Any, factors: Sequence[int], work: Path) -> dict[int, tuple[str, int]]:
-    """Write the base table, then each factor's scaled table: factor -> (path, rows)."""
+def features_table(path: str, name: str | None = None) -> Table:
+    """The date-partitioned flights feature table at ``path``."""
+    from mlops_spark.catalog import Table
+
+    return Table.at(path, DATE, name)
+
+
+def build_tables(
+    spark: Any, base_pdf: Any, factors: Sequence[int], work: Path
+) -> dict[int, tuple[Table, int]]:
+    """Write the base table, then each factor's scaled table: factor -> (table, rows)."""
     from mlops_spark import lake
     from mlops_spark.scale import scale_up, write_scaled
 
     base_path = str(work / "features_base")
     write_scaled(spark.createDataFrame(base_pdf), base_path, DATE, "features.base")
-    base, _ = lake.read_table(spark, base_path)
-    tables: dict[int, tuple[str, int]] = {}
+    base, _ = lake.read_table(spark, features_table(base_path, "features.base"))
+    tables: dict[int, tuple[Table, int]] = {}
     for factor in sorted(set(factors)):
-        path = str(work / f"features_{factor}x")
+        path, name = str(work / f"features_{factor}x"), f"features.{factor}x"
         start = time.perf_counter()
-        result = write_scaled(scale_up(base, factor, scale_spec()), path, DATE, f"features.{factor}x")
+        result = write_scaled(scale_up(base, factor, scale_spec()), path, DATE, name)
         print(
             f"  wrote {factor}x: {result.rows_written:,} rows in {time.perf_counter() - start:.0f}s",
             flush=True,
         )
-        tables[factor] = (path, result.rows_written)
+        tables[factor] = (features_table(path, name), result.rows_written)
     return tables
 
 
@@ -207,7 +219,7 @@ def sklearn_raw_coefficients(model: Any) -> Any:
     return lr.coef_[0] / scaler.scale_
 
 
-def train_section(spark: Any, tables: dict[int, tuple[str, int]], factors: Sequence[int]) -> list[Row]:
+def train_section(spark: Any, tables: dict[int, tuple[Table, int]], factors: Sequence[int]) -> list[Row]:
     import numpy as np
 
     from benchmarks.common import local_files, read_matrix, timed
@@ -218,8 +230,8 @@ def train_section(spark: Any, tables: dict[int, tuple[str, int]], factors: Seque
     warm, _ = lake.read_table(spark, tables[min(tables)][0])
     spark_lr_pipeline().fit(warm.select(*NUMERIC, LABEL))  # JIT warm-up, not timed
     for factor in factors:
-        path, n = tables[factor]
-        df, _ = lake.read_table(spark, path)
+        table, n = tables[factor]
+        df, _ = lake.read_table(spark, table)
         df = df.select(*NUMERIC, LABEL)
         secs, model = timed(partial(spark_lr_pipeline().fit, df))
         lr = model.stages[-1]
@@ -255,17 +267,18 @@ def train_section(spark: Any, tables: dict[int, tuple[str, int]], factors: Seque
 
 
 def score_section(
-    spark: Any, tables: dict[int, tuple[str, int]], factors: Sequence[int], work: Path
+    spark: Any, tables: dict[int, tuple[Table, int]], factors: Sequence[int], work: Path
 ) -> list[Row]:
     from benchmarks.common import local_files, read_matrix, score_files_single_process, timed
     from mlops_spark import lake
+    from mlops_spark.catalog import Table
     from mlops_spark.compile import compile_spark_model
     from mlops_spark.registry import ModelRef
     from mlops_spark.scoring import lineage_rows, with_compiled_scores
 
     # one model for every factor, fitted on the base rows (scoring cost does not depend on it)
-    path, _ = tables[min(tables)]
-    base, _ = lake.read_table(spark, path)
+    base_table, _ = tables[min(tables)]
+    base, _ = lake.read_table(spark, base_table)
     mllib = spark_lr_pipeline().fit(base)
     x, y = read_matrix(local_files(base.inputFiles()), NUMERIC, LABEL)
     sk = sklearn_lr().fit(x, y)
@@ -279,27 +292,27 @@ def score_section(
 
     rows: list[Row] = []
     for factor in factors:
-        path, n = tables[factor]
-        features, _ = lake.read_table(spark, path)
-        dates = lake.list_partitions(spark, path, DATE)
+        table, n = tables[factor]
+        features, _ = lake.read_table(spark, table)
+        dates = lake.list_partitions(spark, table)
         typed = features.select(KEY, DATE, *NUMERIC)
 
-        def out(name: str, factor: int = factor) -> str:
+        def out(name: str, factor: int = factor) -> Table:
             target = work / "predictions" / f"{name}_{factor}x"
             shutil.rmtree(target, ignore_errors=True)
-            return str(target)
+            return Table.at(str(target), DATE, name)
 
-        secs, res = timed(partial(lake.write_partitions, features, out("copy"), DATE, dates, "copy"))
+        secs, res = timed(partial(lake.write_partitions, features, out("copy"), dates))
         rows.append(Row("score", "copy (Delta -> Delta)", factor, n, secs))
         compiled = compile_spark_model(mllib, typed.schema)
         scored = lineage_rows(
-            typed.transform(with_compiled_scores(compiled, (KEY, DATE))), KEY, DATE, ref, "b"
+            typed.transform(with_compiled_scores(compiled, (KEY, DATE))), (KEY, DATE), "binary", ref, "b"
         )
-        secs, res = timed(partial(lake.write_partitions, scored, out("mllib"), DATE, dates, "mllib"))
+        secs, res = timed(partial(lake.write_partitions, scored, out("mllib"), dates))
         assert res.rows_written == n, (res.rows_written, n)
         rows.append(Row("score", "mllib compiled to SQL", factor, n, secs))
         files = local_files(features.inputFiles())
-        target = Path(out("pandas"))
+        target = Path(out("pandas").path)
         secs, done = timed(partial(score_files_single_process, files, sk, NUMERIC, KEY, target, lineage))
         assert done == n, (done, n)
         rows.append(Row("score", "pandas+sklearn, 1 process", factor, n, secs))
@@ -365,7 +378,7 @@ def child_spark_fit(path: str, driver_memory: str) -> dict[str, Any]:
     assert jvm is not None
     jvm_pid = int(jvm.java.lang.ProcessHandle.current().pid())
     max_heap = int(jvm.java.lang.Runtime.getRuntime().maxMemory())
-    df, _ = lake.read_table(spark, path)
+    df, _ = lake.read_table(spark, features_table(path))
     df = df.select(*NUMERIC, LABEL)
     start = time.perf_counter()
     rows = df.count()
@@ -453,7 +466,7 @@ def child_startup(path: str) -> dict[str, Any]:
     marks.append(("get_spark (JVM, session, Delta jars from cache)", time.time()))
     spark.range(2).count()
     marks.append(("first Spark job (range.count)", time.time()))
-    df, _ = lake.read_table(spark, path)
+    df, _ = lake.read_table(spark, features_table(path))
     df.count()
     marks.append(("first Delta read (log + count)", time.time()))
     spark.stop()
@@ -462,9 +475,10 @@ def child_startup(path: str) -> dict[str, Any]:
 
 
 def memcap_section(
-    tables: dict[int, tuple[str, int]], factor: int, cap: str, spark_files: list[str]
+    tables: dict[int, tuple[Table, int]], factor: int, cap: str, spark_files: list[str]
 ) -> list[Row]:
-    path, n = tables[factor]
+    table, n = tables[factor]
+    path = table.path
     cap_mib = parse_mib(cap)
     files_json = Path(path).parent / f"files_{factor}x.json"
     files_json.write_text(json.dumps(spark_files))
@@ -678,8 +692,8 @@ def main() -> int:
     if "memcap" not in skip:
         rows += memcap_section(tables, memcap_factor, opts.cap, memcap_files)
     if "startup" not in skip:
-        run_child(["startup", tables[1][0]], timeout=600)  # warm the page cache once
-        res = run_child(["startup", tables[1][0]], timeout=600)
+        run_child(["startup", tables[1][0].path], timeout=600)  # warm the page cache once
+        res = run_child(["startup", tables[1][0].path], timeout=600)
         for name, secs in res.get("steps", {}).items():
             rows.append(Row("startup", name, 1, 0, secs))
         rows.append(
@@ -688,7 +702,7 @@ def main() -> int:
     load_end = os.getloadavg()
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     meta = {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": f"{os.cpu_count()} cores, {memory_gib:.0f} GiB",
         "load_average_start": load_start,
         "load_average_end": load_end,

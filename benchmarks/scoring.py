@@ -16,7 +16,7 @@ seconds, rows/s and ratios:
 * score job         the real score job (MLflow load, discovery, compiled path, commit)
 * spark_udf         mlflow.pyfunc.spark_udf on the scikit-learn model
 * mapInPandas       a broadcast scikit-learn model in mapInPandas over whole rows
-* arrow (Nk)        the scikit-learn model through `scoring.with_arrow_scores`
+* arrow (Nk)        the scikit-learn model through `scoring.arrow.with_arrow_scores`
                     (loaded once per Python worker, only inputs cross to Python, N rows/batch)
 * sklearn compiled  the scikit-learn model compiled to Spark SQL
 * pandas (1 proc)   pyarrow reads the table's Parquet files, predict_proba, pyarrow writes
@@ -46,23 +46,21 @@ from pyspark.sql import functions as F  # noqa: E402
 
 from benchmarks.common import local_files, score_files_single_process, timed  # noqa: E402
 from mlops_spark import lake  # noqa: E402
+from mlops_spark.catalog import Catalog, Table  # noqa: E402
 from mlops_spark.compile import compile_sklearn_model, compile_spark_model  # noqa: E402
 from mlops_spark.config import SparkConfig, validate_config  # noqa: E402
+from mlops_spark.outputs import with_mllib_outputs  # noqa: E402
 from mlops_spark.registry import ModelRef  # noqa: E402
-from mlops_spark.scoring import (  # noqa: E402
-    SKLEARN,
-    lineage_rows,
-    prediction_rows,
-    with_arrow_scores,
-    with_compiled_scores,
-)
+from mlops_spark.scoring.arrow import SKLEARN, with_arrow_scores  # noqa: E402
+from mlops_spark.scoring.transforms import lineage_rows, with_compiled_scores  # noqa: E402
 from mlops_spark.session import get_spark  # noqa: E402
 
 KEY, DATE = "event_id", "date"
+KEYS = (KEY, DATE)
 DAY0 = dt.date(2024, 1, 1)
 
 
-def build_features(spark: SparkSession, rows: int, days: int, n_features: int, path: str) -> None:
+def build_features(spark: SparkSession, rows: int, days: int, n_features: int, table: Table) -> None:
     """``rows`` seeded rows over ``days`` partitions: a string key, the date, features, a label."""
     per_day = rows // days
     ids = spark.range(0, per_day * days, numPartitions=max(2, days // 4))
@@ -76,7 +74,7 @@ def build_features(spark: SparkSession, rows: int, days: int, n_features: int, p
     logit = sum((F.col(f"f{i}") - i) / (i + 1) * (0.3 if i % 2 else -0.2) for i in range(n_features))
     df = df.withColumn("label", (F.rand(seed=99) < 1 / (1 + F.exp(-logit))).cast("double"))
     dates = [DAY0 + dt.timedelta(days=i) for i in range(days)]
-    lake.write_partitions(df, path, DATE, dates, "features.bench")
+    lake.write_partitions(df, table, dates)
 
 
 def main() -> int:
@@ -104,12 +102,12 @@ def main() -> int:
     )
     load_before = os.getloadavg()[0]
     lake_root = work / "lake"
-    feat_path = str(lake_root / "features" / "bench")
+    feat_table = Table.at(str(lake_root / "features" / "bench"), DATE, "features.bench")
     names = [f"f{i}" for i in range(opts.features)]
     dates = [DAY0 + dt.timedelta(days=i) for i in range(opts.days)]
     try:
-        secs, _ = timed(lambda: build_features(spark, opts.rows, opts.days, opts.features, feat_path))
-        features, _ = lake.read_table(spark, feat_path)
+        secs, _ = timed(lambda: build_features(spark, opts.rows, opts.days, opts.features, feat_table))
+        features, _ = lake.read_table(spark, feat_table)
         n_rows = features.count()
         print(
             f"built {n_rows:,} rows x {opts.features} features over {opts.days} days in {secs:.0f}s",
@@ -161,14 +159,14 @@ def main() -> int:
         sk_local = mlflow.artifacts.download_artifacts(artifact_uri=sk_uri, dst_path=str(work / "sk_model"))
 
         # ---- paths --------------------------------------------------------------------
-        def fresh(name: str) -> str:
+        def fresh(name: str) -> Table:
             path = str(lake_root / "predictions" / name)
             shutil.rmtree(path, ignore_errors=True)
-            return path
+            return Table.at(path, DATE, name)
 
         def write(name: str, rows: DataFrame) -> float:
-            path = fresh(name)
-            secs, result = timed(lambda: lake.write_partitions(rows, path, DATE, dates, name))
+            table = fresh(name)
+            secs, result = timed(lambda: lake.write_partitions(rows, table, dates))
             assert result.rows_written == n_rows, (name, result.rows_written, n_rows)
             return secs
 
@@ -178,15 +176,13 @@ def main() -> int:
             return write("copy", features)
 
         def mllib_transform() -> float:
-            return write(
-                "mllib_transform",
-                prediction_rows(mllib.transform(typed), KEY, DATE, mllib_ref, "bench", True),
-            )
+            scored = typed.transform(with_mllib_outputs(mllib, KEYS, "binary"))
+            return write("mllib_transform", lineage_rows(scored, KEYS, "binary", mllib_ref, "bench"))
 
         def mllib_compiled() -> float:
             compiled = compile_spark_model(mllib, typed.schema)
-            scored = typed.transform(with_compiled_scores(compiled, (KEY, DATE)))
-            return write("mllib_compiled", lineage_rows(scored, KEY, DATE, mllib_ref, "bench"))
+            scored = typed.transform(with_compiled_scores(compiled, KEYS))
+            return write("mllib_compiled", lineage_rows(scored, KEYS, "binary", mllib_ref, "bench"))
 
         def score_job() -> float:
             from mlops_spark import registry
@@ -217,9 +213,10 @@ def main() -> int:
             )
             client = registry.configure(config.mlflow)
             client.set_registered_model_alias("bench_mllib", "champion", str(mllib_ref.version))
-            fresh("bench_mllib")
-            secs, ctx = timed(lambda: score(config, JobArgs(), spark))
-            assert ctx.result["predictions"] == n_rows and ctx.result["method"] == "compiled"
+            predictions = Catalog(config).predictions()
+            shutil.rmtree(predictions.path, ignore_errors=True)
+            secs, job = timed(lambda: score(config, JobArgs(), spark))
+            assert job.result.predictions == n_rows and job.result.method == "compiled", job.result
             return secs
 
         def spark_udf() -> float:
@@ -227,7 +224,7 @@ def main() -> int:
             scored = typed.select(KEY, DATE, udf(*[F.col(c) for c in names]).alias("prediction")).withColumn(
                 "probability", F.lit(None).cast("double")
             )
-            return write("spark_udf", lineage_rows(scored, KEY, DATE, sk_ref, "bench"))
+            return write("spark_udf", lineage_rows(scored, KEYS, "binary", sk_ref, "bench"))
 
         def map_in_pandas() -> float:
             model_b = spark.sparkContext.broadcast(sk)
@@ -247,16 +244,14 @@ def main() -> int:
 
             schema = f"{KEY} string, {DATE} date, prediction double, probability double"
             scored = typed.mapInPandas(predict, schema)
-            return write("map_in_pandas", lineage_rows(scored, KEY, DATE, sk_ref, "bench"))
+            return write("map_in_pandas", lineage_rows(scored, KEYS, "binary", sk_ref, "bench"))
 
         def arrow(batch_rows: int) -> Callable[[], float]:
             def run() -> float:
                 spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_rows))
                 try:
-                    scored = typed.transform(
-                        with_arrow_scores(sk_local, SKLEARN, names, (KEY, DATE), True, 0.5)
-                    )
-                    return write(f"arrow_{batch_rows}", lineage_rows(scored, KEY, DATE, sk_ref, "bench"))
+                    scored = typed.transform(with_arrow_scores(sk_local, SKLEARN, names, KEYS, "binary", 0.5))
+                    return write(f"arrow_{batch_rows}", lineage_rows(scored, KEYS, "binary", sk_ref, "bench"))
                 finally:
                     spark.conf.unset("spark.sql.execution.arrow.maxRecordsPerBatch")
 
@@ -264,8 +259,8 @@ def main() -> int:
 
         def sklearn_compiled() -> float:
             compiled = compile_sklearn_model(sk, names, 0.5)
-            scored = typed.transform(with_compiled_scores(compiled, (KEY, DATE)))
-            return write("sklearn_compiled", lineage_rows(scored, KEY, DATE, sk_ref, "bench"))
+            scored = typed.transform(with_compiled_scores(compiled, KEYS))
+            return write("sklearn_compiled", lineage_rows(scored, KEYS, "binary", sk_ref, "bench"))
 
         def single_process() -> float:
             files = local_files(features.inputFiles())
@@ -275,7 +270,7 @@ def main() -> int:
                 "model_run_id": sk_ref.run_id,
                 "job_run_id": "bench",
             }
-            out_dir = Path(fresh("pandas"))
+            out_dir = Path(fresh("pandas").path)
             secs, rows = timed(lambda: score_files_single_process(files, sk, names, KEY, out_dir, lineage))
             assert rows == n_rows, (rows, n_rows)
             return secs

@@ -27,8 +27,6 @@ from pyspark.sql import functions as F
 from mlops_spark.config import SparkConfig
 from mlops_spark.segmented import (
     GLOBAL,
-    ROLE,
-    SEGMENT_KEY,
     FitSpec,
     RouteSpec,
     SegmentFits,
@@ -38,6 +36,7 @@ from mlops_spark.segmented import (
     import_estimator,
     log_segmented_model,
 )
+from mlops_spark.segmented.spec import ROLE, SEGMENT_KEY
 from mlops_spark.session import get_spark
 
 
@@ -117,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     cores = spark.sparkContext.defaultParallelism  # spark.default.parallelism (= shuffle partitions)
     numeric = tuple(f"x{i}" for i in range(args.features))
-    route = RouteSpec("segment", (), numeric, "classification", 0.5)
+    route = RouteSpec("segment", (), numeric, "binary", 0.5)
     spec = FitSpec(route=route, label="y", min_rows=10, one_hot=False, impute="none", seed=1)
     factory = import_estimator(args.estimator)
 

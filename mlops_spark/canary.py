@@ -1,72 +1,25 @@
-"""Canary (shadow) scoring and A/B routing of @challenger beside @champion.
+"""Comparing @challenger with @champion: pure metrics, no reads or writes.
 
-* Shadow: the challenger scores the same partitions into its own table
-  (``predictions.<model>_shadow``); champion predictions are never touched. The two are
-  compared row by row (agreement, probability shift, exact two-sample KS) and, where labels
-  exist, on realised quality; the retrain job feeds this to its promotion decision.
-* A/B: a stable hash of the entity id sends a configured share of entities to the
-  challenger in the *real* predictions table, with the arm recorded per row; once labels
-  land, the arms' realised quality is compared with a significance test and a confidence
-  interval.
+* Canary (shadow): the two models' predictions of the same entities compared row by row
+  (agreement, probability shift, exact two-sample KS); the monitor and retrain jobs score
+  the shadow partitions and feed these numbers to the report and the promotion decision.
+* A/B: the arms of `mlops_spark.scoring.ab` (disjoint entities, real predictions) compared
+  on realised quality with a significance test and a confidence interval.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
-from typing import Any
 
 import pandas as pd
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+from pyspark.sql.pandas.functions import pandas_udf
 
-from mlops_spark import lake
-from mlops_spark.config import AppConfig
-from mlops_spark.lake import WriteResult
-from mlops_spark.monitoring import COLUMN, METRIC, SLICE, VALUE, classification_quality, safe_divide
-from mlops_spark.registry import ModelRef
-from mlops_spark.scoring import lineage_rows, prediction_rows
-
-ARM = "arm"
-CHAMPION_ARM = "champion"
-CHALLENGER_ARM = "challenger"
-_HASH_BUCKETS = 10_000
-
-
-def shadow_table(config: AppConfig) -> str:
-    return config.monitoring.canary.table or f"{config.predictions_table}_shadow"
-
-
-def score_with(features: DataFrame, config: AppConfig, ref: ModelRef, table: str) -> DataFrame:
-    """(entity id, date, prediction, probability) of ``ref`` on ``features``, through the
-    score job's own path (compiled SQL, pyspark.ml transform or Arrow), so shadow and
-    reference scores are made exactly as the champion's predictions are."""
-    from mlops_spark.jobs.score import prepare_scorer
-    from mlops_spark.scoring import typed_inputs
-
-    keep = (config.features.entity_id.name, config.features.date_column)
-    scorer = prepare_scorer(features.sparkSession, config, ref, features, table)
-    return features.transform(typed_inputs(keep, scorer.inputs)).transform(scorer.scores(keep))
-
-
-def score_shadow(
-    features: DataFrame, config: AppConfig, challenger: ModelRef, dates: Sequence[dt.date], job_run_id: str
-) -> WriteResult:
-    """Score ``dates`` of ``features`` with the challenger into the shadow table (one commit,
-    replacing exactly those partitions, so reruns do not duplicate)."""
-    spec = config.features
-    scored = score_with(features, config, challenger, f"features.{spec.name}")
-    rows = lineage_rows(scored, spec.entity_id.name, spec.date_column, challenger, job_run_id)
-    name = shadow_table(config)
-    return lake.write_partitions(
-        rows,
-        config.table_path("predictions", name),
-        spec.date_column,
-        dates,
-        f"predictions.{name}",
-        f"shadow score {challenger.describe()} run {job_run_id}",
-    )
+from mlops_spark.metrics import binary_metrics
+from mlops_spark.monitoring.frames import COLUMN, METRIC, SLICE, VALUE, safe_divide
+from mlops_spark.scoring.ab import ARM, CHALLENGER_ARM, CHAMPION_ARM
 
 
 def two_sample_ks(samples: DataFrame, group_cols: Sequence[str], value: str, sample: str) -> DataFrame:
@@ -111,7 +64,10 @@ def agreement_metrics(
         F.avg((F.col("__ya") == F.col("__yb")).cast("double")).alias("agreement"),
         F.avg(F.abs(F.col("__b") - F.col("__a"))).alias("mean_abs_diff"),
         F.avg(F.col("__b") - F.col("__a")).alias("mean_shift"),
-        F.corr("__a", "__b").alias("correlation"),
+        # Pearson correlation, null (not an ANSI error) when either side is constant
+        safe_divide(F.covar_pop("__a", "__b"), F.stddev_pop("__a") * F.stddev_pop("__b")).alias(
+            "correlation"
+        ),
         (F.avg("__yb") - F.avg("__ya")).alias("predicted_rate_diff"),
     )
     samples = paired.select(*keys, F.col("__a").alias("__v"), F.lit(0).alias("__s")).unionByName(
@@ -132,46 +88,7 @@ def agreement_metrics(
 # --------------------------------------------------------------------------- A/B
 
 
-def assign_arm(entity_id: str, share: float, salt: str) -> Column:
-    """'challenger' for a stable ``share`` of entities, else 'champion'.
-
-    xxhash64 of salt + id is the same on every run, executor and Spark version, so an
-    entity stays in its arm; a new salt reshuffles the arms.
-    """
-    bucket = F.pmod(F.xxhash64(F.lit(salt), F.col(entity_id).cast("string")), F.lit(_HASH_BUCKETS))
-    return F.when(bucket < F.lit(round(share * _HASH_BUCKETS)), F.lit(CHALLENGER_ARM)).otherwise(
-        F.lit(CHAMPION_ARM)
-    )
-
-
-def ab_prediction_rows(
-    inputs: DataFrame,
-    entity_id: str,
-    date_column: str,
-    champion: tuple[ModelRef, Any],
-    challenger: tuple[ModelRef, Any],
-    job_run_id: str,
-    classification: bool,
-    share: float,
-    salt: str,
-) -> DataFrame:
-    """Predictions where each entity is scored by the model of its arm, with ``arm`` per row.
-
-    ``champion`` and ``challenger`` are (registered version, loaded Spark model). The
-    result has the predictions table's columns plus ``arm`` (write it with mergeSchema
-    the first time).
-    """
-    routed = inputs.withColumn(ARM, assign_arm(entity_id, share, salt))
-    parts = []
-    for (ref, model), arm in ((champion, CHAMPION_ARM), (challenger, CHALLENGER_ARM)):
-        scored = model.transform(routed.where(F.col(ARM) == arm))
-        parts.append(
-            prediction_rows(scored, entity_id, date_column, ref, job_run_id, classification, extra=(ARM,))
-        )
-    return parts[0].unionByName(parts[1])
-
-
-@F.pandas_udf(T.DoubleType())  # type: ignore[call-overload]
+@pandas_udf(T.DoubleType())  # type: ignore[call-overload,untyped-decorator]
 def _two_sided_p(z: pd.Series) -> pd.Series:
     from scipy.stats import norm
 
@@ -191,7 +108,9 @@ def ab_comparison(
     from scipy.stats import norm
 
     keys = list(group_cols)
-    per_arm = classification_quality(labelled, label, keys, [ARM]).where(F.col(SLICE) != "all")
+    per_arm = binary_metrics(labelled.where(F.col(ARM).isNotNull()), label, [*keys, ARM]).select(
+        *keys, F.concat(F.lit(f"{ARM}="), F.col(ARM)).alias(SLICE), METRIC, VALUE
+    )
     wide = (
         per_arm.where(F.col(METRIC).isin("rows", "positive_rate", "accuracy", "areaUnderROC"))
         .withColumn("__key", F.concat_ws("_", F.regexp_replace(SLICE, "arm=", ""), F.col(METRIC)))

@@ -6,6 +6,14 @@ The CLI maps `UsageError` (and its subclasses) to exit code 2 and every other
 
 from __future__ import annotations
 
+import re
+
+from py4j.protocol import Py4JError
+from pyspark.errors import PySparkException
+
+SPARK_ERRORS: tuple[type[Exception], ...] = (PySparkException, Py4JError)
+"""What a failure inside Spark (the JVM, Delta, a Python worker) surfaces as in the driver."""
+
 
 class MlopsError(Exception):
     """Base class of every error this framework raises on purpose."""
@@ -53,3 +61,34 @@ class ModelNotFoundError(JobFailed):
 
 class TrackingServerError(JobFailed):
     """The MLflow tracking server could not be reached."""
+
+
+class NothingInRangeError(JobFailed):
+    """An explicit --date / --from --to range selects no partition of the job's input."""
+
+    def __init__(self, table: str, start: object, end: object, hint: str) -> None:
+        self.table = table
+        super().__init__(f"{table} has no partitions in {start}..{end}: nothing to process ({hint})")
+
+
+_ERROR_CLASS = re.compile(r"\[[A-Z][A-Z0-9_.]+\][^\n]*")
+
+
+def describe_error(exc: BaseException) -> str:
+    """One readable line for a Spark / Py4J / Delta error (its error class and message).
+
+    A Py4J error's text starts with "An error occurred while calling o123.collect" and ends
+    with a Java stack trace; the useful part is the line with the error class, e.g.
+    ``[FAILED_READ_FILE.NO_HINT] Encountered error while reading file ...``.
+    """
+    text = str(exc)
+    match = _ERROR_CLASS.search(text)
+    if match:
+        line = match.group(0)
+    else:
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        useful = [ln for ln in lines if not ln.startswith(("An error occurred while calling", "at "))]
+        line = (useful or lines or [type(exc).__name__])[0]
+        line = line.lstrip(": ")
+    line = re.sub(r"\s+", " ", line).strip()
+    return line if len(line) <= 400 else line[:397] + "..."

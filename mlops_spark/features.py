@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from mlops_spark.config import AsOfLookup, FeatureSpec, StaticJoin, TrailingAggregate
-from mlops_spark.errors import JobFailed, MissingColumnError
+from mlops_spark.errors import SPARK_ERRORS, JobFailed, MissingColumnError
 
 Transform = Callable[[DataFrame], DataFrame]
 
@@ -48,7 +48,7 @@ def with_expressions(columns: Sequence[tuple[str, str]], table: str) -> Transfor
         for name, expr in columns:
             try:
                 out = out.withColumn(name, F.expr(expr))
-            except Exception as exc:  # AnalysisException / ParseException from Spark
+            except SPARK_ERRORS as exc:  # AnalysisException / ParseException from Spark
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise JobFailed(
                     f"features from {table!r}: cannot compute {name!r} = {expr!r}: {first}"

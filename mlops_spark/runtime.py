@@ -16,16 +16,19 @@ import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
 from mlops_spark import lake
+from mlops_spark.catalog import Catalog
 from mlops_spark.config import AppConfig
 from mlops_spark.errors import MlopsError
 from mlops_spark.lake import TableRef, WriteResult
 from mlops_spark.session import get_spark
+
+R = TypeVar("R")
 
 AUDIT_SCHEMA = T.StructType(
     [
@@ -85,14 +88,16 @@ class JobContext:
     writes: list[WriteResult] = field(default_factory=list)
     rows_read: int = 0
     lines: list[str] = field(default_factory=list)
-    result: dict[str, Any] = field(default_factory=dict)
 
-    def table_path(self, layer: str, name: str) -> str:
-        return self.config.table_path(layer, name)
+    @property
+    def catalog(self) -> Catalog:
+        """The use case's tables (names and locations)."""
+        return Catalog(self.config)
 
-    def read(self, ref: TableRef) -> None:
+    def read(self, ref: TableRef) -> TableRef:
         if ref not in self.reads:
             self.reads.append(ref)
+        return ref
 
     def wrote(self, result: WriteResult) -> WriteResult:
         self.writes.append(result)
@@ -110,10 +115,6 @@ class JobContext:
 
 def progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
-
-
-def audit_path(config: AppConfig) -> str:
-    return config.table_path("ops", "jobs")
 
 
 def _audit_row(ctx: JobContext, status: str, error: str | None, summary: str) -> dict[str, Any]:
@@ -140,7 +141,7 @@ def _audit_row(ctx: JobContext, status: str, error: str | None, summary: str) ->
 def write_audit(ctx: JobContext, status: str, error: str | None, summary: str) -> None:
     row = _audit_row(ctx, status, error, summary)
     df = ctx.spark.createDataFrame([row], schema=AUDIT_SCHEMA)
-    lake.append_rows(df, audit_path(ctx.config), "ops.jobs")
+    lake.append_rows(df, ctx.catalog.jobs())
 
 
 def summarize(ctx: JobContext, status: str, error: str | None = None) -> str:
@@ -158,21 +159,42 @@ def summarize(ctx: JobContext, status: str, error: str | None = None) -> str:
     return " ".join(parts)
 
 
-JobBody = Callable[[JobContext], None]
+@dataclass(frozen=True)
+class JobRun(Generic[R]):
+    """What a finished job run did: its id, the exact table versions it read and wrote, its
+    summary lines, and its typed result (one dataclass per job, see `mlops_spark.results`)."""
+
+    job: str
+    run_id: str
+    started: float
+    ended: float
+    reads: tuple[TableRef, ...]
+    writes: tuple[WriteResult, ...]
+    lines: tuple[str, ...]
+    summary: str
+    result: R
+
+    @property
+    def rows_written(self) -> int:
+        return sum(w.rows_written for w in self.writes)
+
+    @property
+    def seconds(self) -> float:
+        return self.ended - self.started
 
 
 def run_job(
     job: str,
     config: AppConfig,
     arguments: dict[str, Any],
-    body: JobBody,
+    body: Callable[[JobContext], R],
     spark: SparkSession | None = None,
-) -> JobContext:
+) -> JobRun[R]:
     """Run one job body with audit and summary. Re-raises the body's exception."""
     spark = spark or get_spark(config.spark, app_name=f"mlops-spark-{job}")
     ctx = JobContext(job=job, config=config, spark=spark, arguments=arguments)
     try:
-        body(ctx)
+        result = body(ctx)
     except BaseException as exc:
         message = str(exc) if isinstance(exc, MlopsError) else f"{type(exc).__name__}: {exc}"
         if not isinstance(exc, MlopsError | KeyboardInterrupt):
@@ -180,24 +202,32 @@ def run_job(
         summary = summarize(ctx, "FAILED", message.splitlines()[0] if message else None)
         try:
             write_audit(ctx, "failed", message[:4000], summary)
-        except Exception as audit_exc:
+        except Exception as audit_exc:  # the job's own error matters more; say why the row is missing
             progress(f"[{job}] could not write the audit row: {audit_exc}")
         print(summary, flush=True)
         raise
     summary = summarize(ctx, "ok")
     write_audit(ctx, "ok", None, summary)
-    ctx.result["ended"] = time.time()
     print(summary, flush=True)
-    return ctx
+    return JobRun(
+        job=job,
+        run_id=ctx.run_id,
+        started=ctx.started,
+        ended=time.time(),
+        reads=tuple(ctx.reads),
+        writes=tuple(ctx.writes),
+        lines=tuple(ctx.lines),
+        summary=summary,
+        result=result,
+    )
 
 
-def pipeline_summary(contexts: list[JobContext], took: float) -> str:
+def pipeline_summary(runs: list[JobRun[Any]], took: float) -> str:
     """A small table of the jobs a pipeline ran: time, what each wrote, its last word."""
     rows = [("job", "time", "result")]
-    for ctx in contexts:
-        ended = ctx.result.get("ended", time.time())
-        wrote = ", ".join(w.describe() for w in ctx.writes) or (ctx.lines[-1] if ctx.lines else "-")
-        rows.append((ctx.job, f"{ended - ctx.started:.0f}s", wrote))
+    for run in runs:
+        wrote = ", ".join(w.describe() for w in run.writes) or (run.lines[-1] if run.lines else "-")
+        rows.append((run.job, f"{run.seconds:.0f}s", wrote))
     width = [max(len(r[i]) for r in rows) for i in range(2)]
     lines = [f"pipeline finished in {took:.0f}s"]
     lines += [f"  {r[0]:<{width[0]}}  {r[1]:>{width[1]}}  {r[2]}" for r in rows]

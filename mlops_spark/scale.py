@@ -26,6 +26,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mlops_spark import lake
+from mlops_spark.catalog import Table
 
 COPY = "__copy"
 _INTEGRAL = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
@@ -115,4 +116,4 @@ def _noised(name: str, dtype: T.DataType, copy: Column, spec: ScaleSpec, key: li
 def write_scaled(df: DataFrame, path: str, date_column: str, name: str | None = None) -> lake.WriteResult:
     """Write a scaled table date-partitioned through ``lake.write_partitions`` (one commit)."""
     dates = [r[0] for r in df.select(date_column).distinct().collect() if r[0] is not None]
-    return lake.write_partitions(df, path, date_column, sorted(dates), name)
+    return lake.write_partitions(df, Table.at(path, date_column, name), sorted(dates))

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from importlib import metadata
@@ -19,6 +20,9 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from mlops_spark.config import SparkConfig
+from mlops_spark.errors import SPARK_ERRORS, describe_error
+
+log = logging.getLogger(__name__)
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
@@ -175,8 +179,10 @@ def _apply_runtime_conf(spark: SparkSession, config: SparkConfig) -> None:
         try:
             if spark.conf.isModifiable(key):
                 spark.conf.set(key, value)
-        except Exception:
-            continue
+            else:
+                log.info("spark conf %s is fixed once Spark runs (set by spark-submit); kept as it is", key)
+        except SPARK_ERRORS as exc:
+            log.warning("spark conf %s=%s not applied: %s", key, value, describe_error(exc))
 
 
 def _resolve_jars() -> None:

@@ -18,6 +18,7 @@
 from notebook_support import notebook_context, save_figure, show
 
 from mlops_spark import lake
+from mlops_spark.catalog import Catalog
 from mlops_spark.jobs.args import JobArgs
 from mlops_spark.jobs.features import features
 from mlops_spark.jobs.ingest import ingest
@@ -51,7 +52,7 @@ date_col = config.lake.date_column
 
 
 def rows_per_day(layer: str):
-    df, _ = lake.read_table(spark, config.table_path(layer, base), f"{layer}.{base}")
+    df, _ = lake.read_table(spark, Catalog(config).table(f"{layer}.{base}"))
     return df.groupBy(date_col).agg(F.count(F.lit(1)).alias(f"{layer}_rows"))
 
 
@@ -72,7 +73,7 @@ show(daily_pdf)
 
 # COMMAND ----------
 
-quarantine, _ = lake.read_table(spark, config.table_path("quarantine", base), f"quarantine.{base}")
+quarantine, _ = lake.read_table(spark, Catalog(config).quarantine(base))
 reasons = (
     quarantine.select(F.explode(FAILED_RULES).alias("rule")).groupBy("rule").count().orderBy(F.desc("count"))
 )
@@ -89,7 +90,7 @@ show(reasons_pdf if len(reasons_pdf) else "no quarantined rows in these days")
 import matplotlib.pyplot as plt
 
 spec = config.features
-feats, feats_ref = lake.read_table(spark, config.table_path("features", spec.name), f"features.{spec.name}")
+feats, feats_ref = lake.read_table(spark, Catalog(config).features())
 label = spec.label.name if spec.label else None
 numeric = [c for c in config.model.numeric if c in feats.columns]
 

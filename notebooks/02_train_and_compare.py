@@ -14,10 +14,11 @@
 from notebook_support import notebook_context, save_figure, show, widget
 
 from mlops_spark import lake, registry
+from mlops_spark.catalog import Catalog
 from mlops_spark.jobs.args import JobArgs
 from mlops_spark.jobs.promote import promote
 from mlops_spark.jobs.train import train
-from mlops_spark.training import primary_metric
+from mlops_spark.metrics import primary_metric
 
 ctx = notebook_context()
 config, spark = ctx.config, ctx.spark
@@ -26,10 +27,10 @@ candidate_sets = widget(
     "model.params.regParam=0.05; model.params.elasticNetParam=0.5",
     "candidate's overrides, ; separated",
 )
-features_path = config.table_path("features", config.features.name)
-if not lake.is_table(spark, features_path):
-    raise RuntimeError(f"no feature table at {features_path}: run 01_explore_data first")
-metric, higher_is_better = primary_metric(config.model, config.promotion.metric)
+features_table = Catalog(config).features()
+if not lake.exists(spark, features_table):
+    raise RuntimeError(f"no feature table at {features_table.path}: run 01_explore_data first")
+metric, higher_is_better = primary_metric(config.model.resolved_task, config.promotion.metric)
 print(f"experiment {config.mlflow.experiment}, model {config.mlflow.model_name}, gate metric {metric}")
 
 # COMMAND ----------
@@ -40,7 +41,7 @@ print(f"experiment {config.mlflow.experiment}, model {config.mlflow.model_name},
 
 baseline = train(config, JobArgs(), spark)
 baseline_gate = promote(config, JobArgs(), spark)
-print("baseline:", baseline.result["model"].describe(), "->", baseline_gate.result.get("decision"))
+print("baseline:", baseline.result.model.describe(), "->", baseline_gate.result.decision)
 
 # COMMAND ----------
 
@@ -51,7 +52,7 @@ print("baseline:", baseline.result["model"].describe(), "->", baseline_gate.resu
 candidate_config = ctx.with_overrides(*[s.strip() for s in candidate_sets.split(";") if s.strip()])
 candidate = train(candidate_config, JobArgs(), spark)
 candidate_gate = promote(candidate_config, JobArgs(), spark)
-print("candidate:", candidate.result["model"].describe(), "->", candidate_gate.result.get("decision"))
+print("candidate:", candidate.result.model.describe(), "->", candidate_gate.result.decision)
 
 # COMMAND ----------
 

@@ -13,6 +13,7 @@
 from notebook_support import notebook_context, save_figure, show
 
 from mlops_spark import lake, registry
+from mlops_spark.catalog import Catalog
 from mlops_spark.jobs.args import JobArgs
 from mlops_spark.jobs.score import score
 
@@ -30,7 +31,7 @@ print(f"scoring with {champion.describe()} (run {champion.run_id})")
 # COMMAND ----------
 
 scored = score(config, JobArgs(), spark)
-print(f"scored {scored.result.get('scored_partitions', 0)} new partition(s)")
+print(f"scored {scored.result.scored_partitions} new partition(s)")
 
 # COMMAND ----------
 
@@ -40,10 +41,8 @@ print(f"scored {scored.result.get('scored_partitions', 0)} new partition(s)")
 
 from pyspark.sql import functions as F
 
-predictions_name = f"predictions.{config.predictions_table}"
-predictions, predictions_ref = lake.read_table(
-    spark, config.table_path("predictions", config.predictions_table), predictions_name
-)
+predictions_table = Catalog(config).predictions()
+predictions, predictions_ref = lake.read_table(spark, predictions_table)
 per_day = (
     predictions.groupBy(spec.date_column, "model_version")
     .agg(
@@ -67,7 +66,7 @@ import matplotlib.pyplot as plt
 
 label = spec.label.name if spec.label else None
 if label:
-    feats, _ = lake.read_table(spark, config.table_path("features", spec.name), f"features.{spec.name}")
+    feats, _ = lake.read_table(spark, Catalog(config).features())
     joined = predictions.join(
         feats.select(spec.entity_id.name, spec.date_column, label), [spec.entity_id.name, spec.date_column]
     ).where(F.col(label).isNotNull())
@@ -108,10 +107,10 @@ if label:
 last_day = per_day_pdf[spec.date_column].max()
 before = predictions_ref.version
 score(config, JobArgs(date=last_day), spark)
-after, after_ref = lake.read_table(spark, predictions_ref.path, predictions_name)
+after, after_ref = lake.read_table(spark, predictions_table)
 rows_before = int(per_day_pdf["predictions"].sum())
 rows_after = after.count()
-print(f"{predictions_name}: v{before} -> v{after_ref.version}, rows {rows_before:,} -> {rows_after:,}")
+print(f"{predictions_table.name}: v{before} -> v{after_ref.version}, rows {rows_before:,} -> {rows_after:,}")
 ctx.output("03_backfill.txt").write_text(
     f"day={last_day} version_before={before} version_after={after_ref.version} "
     f"rows_before={rows_before} rows_after={rows_after}\n"

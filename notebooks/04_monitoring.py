@@ -14,9 +14,10 @@
 from notebook_support import notebook_context, save_figure, show
 
 from mlops_spark import lake
+from mlops_spark.catalog import Catalog
 from mlops_spark.jobs.args import JobArgs
-from mlops_spark.jobs.monitor import monitor, monitoring_table
-from mlops_spark.monitoring import ALL, COLUMN, METRIC, SLICE, VALUE
+from mlops_spark.jobs.monitor import monitor
+from mlops_spark.monitoring.frames import ALL, COLUMN, METRIC, SLICE, VALUE
 
 ctx = notebook_context()
 config, spark = ctx.config, ctx.spark
@@ -29,7 +30,7 @@ date_col = config.features.date_column
 # COMMAND ----------
 
 monitored = monitor(config, JobArgs(), spark)
-print({k: monitored.result.get(k) for k in ("monitored_partitions", "alerts", "warnings")})
+print(monitored.result)
 
 # COMMAND ----------
 
@@ -39,8 +40,7 @@ print({k: monitored.result.get(k) for k in ("monitored_partitions", "alerts", "w
 
 from pyspark.sql import functions as F
 
-name = monitoring_table(config)
-table, table_ref = lake.read_table(spark, config.table_path("monitoring", name), f"monitoring.{name}")
+table, table_ref = lake.read_table(spark, Catalog(config).monitoring())
 daily = table.where(F.col("window_days") == 1)
 status = (
     daily.groupBy(date_col, "kind")

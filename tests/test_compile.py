@@ -73,7 +73,7 @@ def typed(df: DataFrame) -> DataFrame:
 
 def assert_same_as_transform(model: Any, rows: DataFrame, classification: bool) -> None:
     compiled = compile_spark_model(model, rows.schema)
-    got = rows.select(
+    got = compiled.with_layers(rows).select(
         "row",
         compiled.prediction.alias("prediction"),
         (compiled.probability if compiled.probability is not None else F.lit(None))
@@ -111,10 +111,10 @@ def test_pipeline_from_config_compiles_to_its_own_predictions(
         params=params,
         threshold=0.4,
     )
-    label = "delayed" if config.task == "classification" else "dep_delay"
+    label = "delayed" if config.resolved_task == "binary" else "dep_delay"
     train = flights.where((F.col("day") <= 2) & F.col(label).isNotNull()).withColumn(WEIGHT, F.lit(1.0))
     model = build_pipeline(config, label).fit(train)
-    assert_same_as_transform(model, typed(flights), config.task == "classification")
+    assert_same_as_transform(model, typed(flights), config.resolved_task == "binary")
 
 
 def test_hand_built_pipeline_with_centring_and_a_decision_tree(flights: DataFrame) -> None:
@@ -206,3 +206,44 @@ def test_scikit_learn_model_compiles_to_its_own_predictions(
         return
     assertDataFrameEqual(got.select("row", "prediction"), expected_df.select("row", "prediction"))
     assertDataFrameEqual(got, expected_df, rtol=0.0, atol=PROBABILITY_ATOL)
+
+
+@pytest.mark.parametrize(
+    ("estimator", "params"),
+    [
+        ("logistic_regression", {"maxIter": 25, "regParam": 0.01}),
+        ("random_forest_classifier", {"numTrees": 6, "maxDepth": 4}),
+        ("decision_tree_classifier", {"maxDepth": 5}),
+    ],
+)
+def test_multiclass_pipeline_compiles_to_its_own_predictions(
+    flights: DataFrame, estimator: str, params: dict[str, Any]
+) -> None:
+    """Four delay bands (on time, <15, <60, later): multinomial logistic regression (softmax
+    as MLlib computes it) and multiclass trees give their own class and probabilities."""
+    config = ModelConfig(
+        task="multiclass",
+        estimator=estimator,  # type: ignore[arg-type]
+        categorical=CATEGORICAL,
+        numeric=NUMERIC,
+        scale=True,
+        params=params,
+    )
+    delay = F.col("dep_delay")
+    band = F.when(delay <= 0, 0.0).when(delay < 15, 1.0).when(delay < 60, 2.0).otherwise(3.0)
+    train = flights.where((F.col("day") <= 2) & delay.isNotNull()).withColumn("band", band)
+    model = build_pipeline(config, "band").fit(train)
+    rows = typed(flights)
+    compiled = compile_spark_model(model, rows.schema)
+    assert compiled.probability is None and compiled.probabilities is not None
+    got = compiled.with_layers(rows).select("row", compiled.prediction.alias("prediction"), compiled.probabilities.alias("p"))
+    expected = model.transform(rows).select("row", "prediction", vector_to_array("probability").alias("p"))
+    assertDataFrameEqual(got.select("row", "prediction"), expected.select("row", "prediction"))
+    assert {r[0] for r in got.select("prediction").distinct().collect()} >= {0.0, 1.0}
+    worst = (
+        got.join(expected.withColumnRenamed("p", "q"), "row")
+        .select(F.explode(F.arrays_zip("p", "q")).alias("z"))
+        .agg(F.max(F.abs(F.col("z.p") - F.col("z.q"))))
+        .first()
+    )
+    assert worst is not None and worst[0] <= PROBABILITY_ATOL

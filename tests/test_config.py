@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from mlops_spark.catalog import Catalog
 from mlops_spark.config import load_config, parse_override
 from mlops_spark.errors import ConfigError, UsageError
 
@@ -36,8 +37,8 @@ def test_flights_config_loads_with_every_layer() -> None:
     assert config.lake.root == "/x/lake"
     assert config.spark.master == "local[*]"
     assert config.split.train.start == dt.date(2013, 1, 1)
-    assert config.model.task == "classification"
-    assert config.table_path("bronze", "flights") == "/x/lake/bronze/flights"
+    assert config.model.resolved_task == "binary"
+    assert Catalog(config).bronze("flights").path == "/x/lake/bronze/flights"
 
 
 def test_layers_merge_in_order(tmp_path: Path) -> None:

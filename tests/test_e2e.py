@@ -14,6 +14,8 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from mlops_spark.cli import main as cli_main
+
 from .conftest import FLIGHTS_CONF, ROOT, flights_overrides
 
 pytestmark = pytest.mark.e2e
@@ -111,14 +113,22 @@ def test_pipeline_runs_twice_without_duplicates(spark: SparkSession, tmp_path: P
         (["nosuchjob"], "invalid choice"),
     ],
 )
-def test_bad_usage_exits_2_with_one_clear_line(args: list[str], message: str, tmp_path: Path) -> None:
+def test_bad_usage_exits_2_with_one_clear_line(
+    args: list[str],
+    message: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In-process through the CLI's own main() (the console script is ``sys.exit(main())``)."""
+    monkeypatch.chdir(tmp_path)
     if "--conf" not in args and args[0] != "nosuchjob":
         args = [*args, "--conf", str(FLIGHTS_CONF)]
-    result = cli(*args, cwd=tmp_path)
-    assert result.returncode == 2
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr and "at org.apache" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err and "at org.apache" not in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_help_lists_every_job(tmp_path: Path) -> None:
@@ -131,12 +141,15 @@ def test_help_lists_every_job(tmp_path: Path) -> None:
 
 
 def test_score_without_a_model_fails_cleanly(
-    tmp_path: Path, lake_root: str, mlflow_store: dict[str, str]
+    spark: SparkSession,
+    lake_root: str,
+    mlflow_store: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     sets: list[str] = []
     for line in flights_overrides(lake_root, mlflow_store):
         sets += ["--set", line]
-    result = cli("score", "--conf", str(FLIGHTS_CONF), *sets, cwd=tmp_path)
-    assert result.returncode == 1
-    assert "has no alias @champion" in result.stderr or "does not exist" in result.stderr
+    assert cli_main(["score", "--conf", str(FLIGHTS_CONF), *sets]) == 1
+    err = capsys.readouterr().err
+    assert "has no alias @champion" in err or "does not exist" in err
     assert not Path(lake_root, "predictions").exists()

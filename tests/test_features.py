@@ -32,9 +32,10 @@ from mlops_spark.errors import JobFailed, MissingColumnError, TableNotFoundError
 from mlops_spark.features import EVENT_TIME, build_features, check_entities_unique, history_days
 from mlops_spark.jobs.args import JobArgs
 from mlops_spark.jobs.features import features
+from mlops_spark.results import TableCounts
 from mlops_spark.sources import iso_strings_to_timestamps, nan_to_null
 
-from .conftest import FLIGHTS_CONF, flights_overrides
+from .conftest import FLIGHTS_CONF, flights_overrides, tbl
 
 
 def day(n: int) -> dt.date:
@@ -258,16 +259,14 @@ def write_silver(
     cars: list[Any] = CAR_ROWS,
 ) -> None:
     t = spark.createDataFrame(trips, TRIPS)
-    lake.write_partitions(t, config.table_path("silver", "trips"), "date", sorted({r[1] for r in trips}))
+    lake.write_partitions(t, tbl(config, "silver.trips"), sorted({r[1] for r in trips}))
     w = spark.createDataFrame(WEATHER_ROWS, WEATHER)
-    lake.write_partitions(
-        w, config.table_path("silver", "weather"), "date", sorted({r[1] for r in WEATHER_ROWS})
-    )
-    lake.overwrite_table(spark.createDataFrame(cars, CARS), config.table_path("silver", "cars"))
+    lake.write_partitions(w, tbl(config, "silver.weather"), sorted({r[1] for r in WEATHER_ROWS}))
+    lake.overwrite_table(spark.createDataFrame(cars, CARS), tbl(config, "silver.cars"))
 
 
 def read_features(spark: SparkSession, config: AppConfig) -> DataFrame:
-    return spark.read.format("delta").load(config.table_path("features", "trips"))
+    return spark.read.format("delta").load(tbl(config, "features.trips").path)
 
 
 def test_features_job_is_idempotent_and_incremental(spark: SparkSession, lake_root: str) -> None:
@@ -285,7 +284,7 @@ def test_features_job_is_idempotent_and_incremental(spark: SparkSession, lake_ro
     assert again.writes[0].partitions == (day(1), day(2), day(4))
     assertDataFrameEqual(read_features(spark, config), spark.createDataFrame(rows, table.schema))
     files = set(read_features(spark, config).inputFiles())
-    assert features(config, spark=spark).writes == []  # nothing new
+    assert features(config, spark=spark).writes == ()  # nothing new
 
     # a new day: only its partition is written, earlier files stay as they are
     write_silver(spark, config, TRIP_ROWS)
@@ -306,7 +305,7 @@ def test_duplicate_join_keys_fail_instead_of_copying_rows(spark: SparkSession, l
         JobFailed, match=r"join table 'cars' has more than one row per key \['car'\] \(\{'car': 'c1'\} x2\)"
     ):
         features(config, spark=spark)
-    assert not lake.is_table(spark, config.table_path("features", "trips"))
+    assert not lake.exists(spark, tbl(config, "features.trips"))
 
 
 def test_duplicate_entities_fail_and_write_nothing(spark: SparkSession, lake_root: str) -> None:
@@ -314,15 +313,14 @@ def test_duplicate_entities_fail_and_write_nothing(spark: SparkSession, lake_roo
     write_silver(spark, config)
     with pytest.raises(JobFailed, match=r"entity id 'trip_id' = 'driver' is not one row per entity and date"):
         features(config, spark=spark)
-    assert not lake.is_table(spark, config.table_path("features", "trips"))
+    assert not lake.exists(spark, tbl(config, "features.trips"))
 
 
 def test_missing_silver_table_names_it(spark: SparkSession, lake_root: str) -> None:
     config = job_config(lake_root)
     lake.write_partitions(
         spark.createDataFrame(TRIP_ROWS, TRIPS),
-        config.table_path("silver", "trips"),
-        "date",
+        tbl(config, "silver.trips"),
         [day(1), day(2), day(4), day(5)],
     )
     with pytest.raises(TableNotFoundError, match=r"table 'silver.weather' does not exist"):
@@ -416,27 +414,23 @@ def test_validate_then_features_on_real_flights(
     )
     bronze = {"flights": broken, "weather": nycflights(spark, "weather", 3)}
     for name, df in bronze.items():
-        lake.write_partitions(
-            df, config.table_path("bronze", name), "date", [dt.date(2013, 1, d) for d in (1, 2, 3)]
-        )
+        lake.write_partitions(df, tbl(config, f"bronze.{name}"), [dt.date(2013, 1, d) for d in (1, 2, 3)])
     for name in ("planes", "airlines", "airports"):
-        lake.overwrite_table(nycflights(spark, name, 0), config.table_path("bronze", name))
+        lake.overwrite_table(nycflights(spark, name, 0), tbl(config, f"bronze.{name}"))
 
     ctx = validate(config, spark=spark)
     n_flights = flights.count()
-    assert ctx.result["rows"]["flights"] == {"read": n_flights + 1, "silver": n_flights - 2, "quarantine": 3}
-    reasons = (
-        spark.read.format("delta").load(config.table_path("quarantine", "flights")).select("failed_rules")
-    )
+    assert ctx.result.rows["flights"] == TableCounts(read=n_flights + 1, silver=n_flights - 2, quarantine=3)
+    reasons = spark.read.format("delta").load(tbl(config, "quarantine.flights").path).select("failed_rules")
     assert sorted(r[0] for r in reasons.collect()) == [
         ["allowed_values:origin"],
         ["duplicate_row"],
         ["not_null:carrier"],
     ]
-    assert ctx.result["rows"]["weather"]["quarantine"] == 0
+    assert ctx.result.rows["weather"].quarantine == 0
 
     feats = features(config, spark=spark)
-    table = spark.read.format("delta").load(config.table_path("features", "flights"))
+    table = spark.read.format("delta").load(tbl(config, "features.flights").path)
     assert feats.writes[0].rows_written == table.count() == n_flights - 2
     assert table.select("flight_id").distinct().count() == n_flights - 2
     # weather is found for nearly every flight, planes for most

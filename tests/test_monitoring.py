@@ -18,17 +18,14 @@ from scipy.spatial.distance import jensenshannon
 from scipy.special import rel_entr
 from sklearn import metrics as skm
 
-from mlops_spark.canary import ab_comparison, ab_prediction_rows, agreement_metrics, assign_arm, two_sample_ks
+from mlops_spark.canary import ab_comparison, agreement_metrics, two_sample_ks
 from mlops_spark.config import MetricThreshold, MonitoringConfig
-from mlops_spark.monitoring import (
-    PSI_EPSILON,
-    ReferenceProfile,
-    classification_quality,
-    drift_metrics,
-    profile_reference,
-    regression_quality,
-    with_status,
-)
+from mlops_spark.monitoring.drift import drift_metrics
+from mlops_spark.monitoring.frames import PSI_EPSILON
+from mlops_spark.monitoring.profile import ReferenceProfile, profile_reference
+from mlops_spark.monitoring.quality import realised_quality
+from mlops_spark.monitoring.status import with_status
+from mlops_spark.scoring.ab import assign_arm, routed_rows
 
 D1, D2 = dt.date(2024, 3, 1), dt.date(2024, 3, 2)
 NUMERIC = ["x_cont", "x_hour", "x_sparse"]
@@ -220,7 +217,7 @@ def test_classification_quality_matches_sklearn(spark: SparkSession) -> None:
     df = spark.createDataFrame(
         pdf, "date date, carrier string, label double, probability double, prediction double"
     )
-    out = classification_quality(df, "label", ["date"], ["carrier"]).toPandas()
+    out = realised_quality(df, "binary", "label", ["date"], ["carrier"]).toPandas()
     for (d, sl), part in [((d, "all"), pdf[pdf.date == d]) for d in (D1, D2)] + [
         ((D2, f"carrier={c}"), pdf[(pdf.date == D2) & (pdf.carrier == c)]) for c in ("AA", "UA", "DL")
     ]:
@@ -243,7 +240,10 @@ def test_regression_quality_matches_sklearn(spark: SparkSession) -> None:
     yhat = y + rng.normal(0.5, 1.0, 500)
     pdf = pd.DataFrame({"date": D1, "label": y, "prediction": yhat})
     out = (
-        regression_quality(spark.createDataFrame(pdf), "label", ["date"]).toPandas().set_index("metric").value
+        realised_quality(spark.createDataFrame(pdf), "regression", "label", ["date"])
+        .toPandas()
+        .set_index("metric")
+        .value
     )
     assert out["rmse"] == pytest.approx(math.sqrt(skm.mean_squared_error(y, yhat)), rel=1e-9)
     assert out["mae"] == pytest.approx(skm.mean_absolute_error(y, yhat), rel=1e-9)
@@ -382,9 +382,11 @@ def test_ab_arms_are_stable_and_sized(spark: SparkSession) -> None:
     assert arms.select("id", "a").exceptAll(again).count() == 0  # same salt, same arms
 
 
-def test_ab_prediction_rows_route_each_entity_to_its_arm(spark: SparkSession) -> None:
+def test_ab_routed_rows_route_each_entity_to_its_arm(spark: SparkSession) -> None:
     from mlops_spark.config import ModelConfig
+    from mlops_spark.outputs import with_mllib_outputs
     from mlops_spark.registry import ModelRef
+    from mlops_spark.scoring import Scorer
     from mlops_spark.training import build_pipeline
 
     rng = np.random.default_rng(4)
@@ -395,11 +397,23 @@ def test_ab_prediction_rows_route_each_entity_to_its_arm(spark: SparkSession) ->
         "id string, date date, x double, c string, label double",
     )
     cfg = ModelConfig(numeric=["x"], categorical=["c"], params={"maxIter": 5})
-    champion = (ModelRef("m", 1, "run1"), build_pipeline(cfg, "label").fit(data))
-    challenger = (ModelRef("m", 2, "run2"), build_pipeline(cfg, "label", {"regParam": 1.0}).fit(data))
-    inputs = data.drop("label")
-    rows = ab_prediction_rows(inputs, "id", "date", champion, challenger, "job", True, 0.5, "salt")
-    routed = inputs.select("id", assign_arm("id", 0.5, "salt").alias("expected"))
+    inputs = (("x", T.DoubleType()), ("c", T.StringType()))
+
+    def scorer(version: int, params: dict[str, float]) -> Scorer:
+        fitted = build_pipeline(cfg, "label", params).fit(data)
+        return Scorer(
+            ModelRef("m", version, f"run{version}"),
+            "transform",
+            "test",
+            "binary",
+            inputs,
+            lambda keep: with_mllib_outputs(fitted, keep, "binary"),
+        )
+
+    arms = (scorer(1, {}), scorer(2, {"regParam": 1.0}))
+    rows = routed_rows(data.drop("label"), ("id", "date"), "id", arms, 0.5, "salt", "job")
+    inputs_df = data.drop("label")
+    routed = inputs_df.select("id", assign_arm("id", 0.5, "salt").alias("expected"))
     joined = rows.join(routed, "id")
     assert rows.count() == 400 == rows.select("id").distinct().count()
     assert joined.where(F.col("arm") != F.col("expected")).count() == 0
@@ -465,5 +479,5 @@ def test_empty_groups_give_no_value_instead_of_an_error(
         [(D1, 1.0, 0.7, 1.0), (D1, 1.0, 0.4, 0.0)],
         "date date, label double, probability double, prediction double",
     )
-    quality = classification_quality(labels, "label", ["date"]).toPandas().set_index("metric").value
+    quality = realised_quality(labels, "binary", "label", ["date"]).toPandas().set_index("metric").value
     assert "areaUnderROC" not in quality and quality["recall"] == 0.5 and quality["rows"] == 2

@@ -1,4 +1,6 @@
-"""Every notebook in notebooks/ runs end to end as plain Python on two weeks of real data."""
+"""Every notebook in notebooks/ runs end to end as plain Python on two weeks of real data
+(a copy of the session's flights lake: 01 re-ingests it and finds nothing new to validate
+or featurise, 02 trains two more models beside the lake's champion)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from .conftest import ROOT, flights_overrides
+from .conftest import ROOT, FlightsLake, flights_overrides
 
 pytestmark = pytest.mark.e2e
 
@@ -58,14 +60,11 @@ def test_notebooks_are_databricks_source_notebooks() -> None:
 
 @pytest.mark.timeout(2400)
 def test_every_notebook_runs_end_to_end(
-    spark: SparkSession,
-    tmp_path: Path,
-    lake_root: str,
-    mlflow_store: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
+    spark: SparkSession, tmp_path: Path, flights_copy: FlightsLake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "out"
-    for key, value in widgets(lake_root, mlflow_store, out).items():
+    lake_root = flights_copy.lake_root
+    for key, value in widgets(lake_root, flights_copy.store, out).items():
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(ROOT)
     monkeypatch.syspath_prepend(str(NOTEBOOKS))
@@ -86,9 +85,9 @@ def test_every_notebook_runs_end_to_end(
     for chart in ("01_label_rate_by_day.png", "01_feature_histograms.png"):
         assert_chart(out / chart)
 
-    # 02: two training runs compared; the champion is one of them
+    # 02: two more training runs compared with the lake's first one; the champion is one of them
     runs = pd.read_csv(out / "02_runs.csv")
-    assert len(runs) == 2
+    assert len(runs) == 3
     assert runs["metrics.test_areaUnderROC"].between(0.5, 1.0).all()
     champion = (out / "02_champion.txt").read_text().split()
     assert champion[0] == "flights_delay" and champion[-1] in set(runs["run_id"])

@@ -10,13 +10,17 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
-from mlops_spark import registry
+from mlops_spark import lake, registry
+from mlops_spark.catalog import Catalog
 from mlops_spark.config import AppConfig, PromotionConfig
 from mlops_spark.errors import ConfigError, JobFailed, ModelNotFoundError
 from mlops_spark.jobs.args import JobArgs
 from mlops_spark.jobs.promote import promote
+from mlops_spark.jobs.score import score
 from mlops_spark.jobs.train import train
+from mlops_spark.monitoring.quality import realised_quality
 from mlops_spark.promotion import decide
 
 from .test_training import days, synthetic_config, write_features
@@ -116,7 +120,7 @@ def tags_of(client: MlflowClient, config: AppConfig, version: int) -> dict[str, 
 def test_first_model_becomes_champion_if_it_passes_the_thresholds(registered: AppConfig) -> None:
     client = aliases(registered, champion=None, challenger=3)
     refused = promote(registered, spark=None)
-    assert refused.result["decision"] == "refused"
+    assert refused.result.decision == "refused"
     assert champion_of(client, registered) is None
     assert tags_of(client, registered, 3)["promotion.status"] == "refused"
     assert tags_of(client, registered, 3)["promotion.reason"].startswith(
@@ -125,7 +129,7 @@ def test_first_model_becomes_champion_if_it_passes_the_thresholds(registered: Ap
 
     aliases(registered, champion=None, challenger=1)
     first = promote(registered)
-    assert first.result["decision"] == "promoted"
+    assert first.result.decision == "promoted"
     assert champion_of(client, registered) == 1
     tags = tags_of(client, registered, 1)
     assert tags["promotion.promoted_by"] == "gate"
@@ -137,8 +141,8 @@ def test_gate_promotes_a_better_challenger_and_refuses_a_worse_one(
 ) -> None:
     client = aliases(registered, champion=1, challenger=2)
     better = promote(registered)
-    decision = better.result["decision_detail"]
-    assert better.result["decision"] == "promoted" and decision.promote
+    decision = better.result.detail
+    assert better.result.decision == "promoted" and decision.promote
     assert champion_of(client, registered) == 2
     assert decision.challenger > decision.champion + 0.05  # all features vs some of them
     shown = capsys.readouterr().err
@@ -160,8 +164,8 @@ def test_gate_promotes_a_better_challenger_and_refuses_a_worse_one(
 
     aliases(registered, champion=2, challenger=1)
     worse = promote(registered)
-    assert worse.result["decision"] == "refused"
-    assert worse.result["decision_detail"].reason.startswith("does not beat the champion on areaUnderROC")
+    assert worse.result.decision == "refused"
+    assert worse.result.detail.reason.startswith("does not beat the champion on areaUnderROC")
     assert champion_of(client, registered) == 2
     assert tags_of(client, registered, 1)["promotion.status"] == "refused"
 
@@ -169,7 +173,7 @@ def test_gate_promotes_a_better_challenger_and_refuses_a_worse_one(
 def test_rollback_moves_the_champion_to_the_named_version(registered: AppConfig) -> None:
     client = aliases(registered, champion=2, challenger=None)
     ctx = promote(registered, JobArgs(to_version=1, approver="alice"))
-    assert ctx.result["decision"] == "rollback" and ctx.result["previous"] == 2
+    assert ctx.result.decision == "rollback" and ctx.result.previous == 2
     assert champion_of(client, registered) == 1
     tags = tags_of(client, registered, 1)
     assert tags["promotion.promoted_by"] == "alice"
@@ -184,7 +188,7 @@ def test_dry_run_decides_and_reports_but_changes_nothing(registered: AppConfig) 
     client = aliases(registered, champion=1, challenger=2)
     before = tags_of(client, registered, 2)
     ctx = promote(registered, JobArgs(dry_run=True))
-    assert ctx.result["decision"] == "dry_run" and ctx.result["decision_detail"].promote
+    assert ctx.result.decision == "dry_run" and ctx.result.detail.promote
     assert champion_of(client, registered) == 1
     assert tags_of(client, registered, 2) == before
     assert any("dry run: @champion not moved (it would move to v2)" in line for line in ctx.lines)
@@ -192,7 +196,7 @@ def test_dry_run_decides_and_reports_but_changes_nothing(registered: AppConfig) 
     as_config = registered.model_copy(
         update={"promotion": registered.promotion.model_copy(update={"mode": "dry_run"})}
     )
-    assert promote(as_config).result["decision"] == "dry_run"
+    assert promote(as_config).result.decision == "dry_run"
     assert champion_of(client, registered) == 1
 
 
@@ -201,12 +205,12 @@ def test_approval_mode_waits_for_a_person_to_approve_or_reject(registered: AppCo
         update={"promotion": registered.promotion.model_copy(update={"mode": "approval"})}
     )
     client = aliases(registered, champion=1, challenger=2)
-    assert promote(approval).result["decision"] == "pending"
+    assert promote(approval).result.decision == "pending"
     assert champion_of(client, registered) == 1
     assert tags_of(client, registered, 2)["promotion.status"] == "pending"
 
     approved = promote(approval, JobArgs(approve=2, approver="bob"))
-    assert approved.result["decision"] == "approved"
+    assert approved.result.decision == "approved"
     assert champion_of(client, registered) == 2
     tags = tags_of(client, registered, 2)
     assert tags["promotion.status"] == "approved"
@@ -218,16 +222,39 @@ def test_approval_mode_waits_for_a_person_to_approve_or_reject(registered: AppCo
         promote(approval, JobArgs(approve=2))
 
     aliases(registered, champion=1, challenger=2)
-    assert promote(approval).result["decision"] == "pending"
+    assert promote(approval).result.decision == "pending"
     rejected = promote(approval, JobArgs(reject=2, approver="carol"))
-    assert rejected.result["decision"] == "rejected"
+    assert rejected.result.decision == "rejected"
     assert champion_of(client, registered) == 1
     tags = tags_of(client, registered, 2)
     assert tags["promotion.status"] == "rejected" and tags["promotion.rejected_by"] == "carol"
 
     # a challenger the gate refused cannot be approved
     aliases(registered, champion=2, challenger=3)
-    assert promote(approval).result["decision"] == "refused"
+    assert promote(approval).result.decision == "refused"
     with pytest.raises(JobFailed, match=r"status: refused"):
         promote(approval, JobArgs(approve=3))
     assert champion_of(client, registered) == 2
+
+
+def test_the_gate_and_the_monitor_measure_the_same_rows_identically(
+    registered: AppConfig, spark: SparkSession
+) -> None:
+    """One metrics module: the gate's holdout AUC and log loss (the model's own transform) and
+    the monitor's realised quality of the predictions the score job wrote (compiled SQL) for
+    the same rows agree to 1e-12."""
+    aliases(registered, champion=None, challenger=2)
+    gate = promote(registered, spark=spark).result
+    assert gate.decision == "promoted" and gate.detail is not None
+    split = registered.split
+    score(registered, JobArgs(start=split.test.start, end=split.test.end), spark)
+    catalog = Catalog(registered)
+    preds, _ = lake.read_table(spark, catalog.predictions(), date_range=(split.test.start, split.test.end))
+    feats, _ = lake.read_table(spark, catalog.features(), date_range=(split.test.start, split.test.end))
+    labelled = preds.join(feats.select("id", "date", "y"), ["id", "date"])
+    monitored = realised_quality(labelled, "binary", "y", [])
+    got = {r["metric"]: r["value"] for r in monitored.where(F.col("slice") == "all").collect()}
+    gated = gate.detail.challenger_metrics
+    assert got["rows"] == gated["rows"] == 4 * 120
+    for name in ("areaUnderROC", "log_loss", "average_precision", "brier", "accuracy"):
+        assert abs(got[name] - gated[name]) <= 1e-12, (name, got[name], gated[name])

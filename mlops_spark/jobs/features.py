@@ -9,7 +9,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from mlops_spark import lake
 from mlops_spark.config import AppConfig
-from mlops_spark.errors import JobFailed, MlopsError
+from mlops_spark.errors import SPARK_ERRORS, JobFailed, describe_error
 from mlops_spark.features import (
     build_features,
     check_entities_unique,
@@ -18,52 +18,49 @@ from mlops_spark.features import (
     lookup_history_hours,
 )
 from mlops_spark.jobs.args import JobArgs
-from mlops_spark.runtime import JobContext, run_job
+from mlops_spark.partition_policy import select_partitions
+from mlops_spark.results import FeaturesResult
+from mlops_spark.runtime import JobContext, JobRun, run_job
 
 
-def features(config: AppConfig, args: JobArgs = JobArgs(), spark: SparkSession | None = None) -> JobContext:
+def features(
+    config: AppConfig, args: JobArgs = JobArgs(), spark: SparkSession | None = None
+) -> JobRun[FeaturesResult]:
     """Compute ``features.<name>`` for the silver dates not yet featurised (or a range).
 
     Reads only the partitions it needs: the target dates, plus the trailing days that
     aggregates look back over and the hours that as-of lookups may reach into.
     """
 
-    def body(ctx: JobContext) -> None:
-        spec, date_col = config.features, config.features.date_column
-        base_path = ctx.table_path("silver", spec.base_table)
-        out_path = ctx.table_path("features", spec.name)
-        available = lake.list_partitions(ctx.spark, base_path, date_col)
-        if args.date_range is not None:
-            targets = [d for d in available if args.selects(d)]
-        else:
-            done = set(lake.list_partitions(ctx.spark, out_path, date_col))
-            targets = [d for d in available if d not in done]
-        if not targets:
-            ctx.say(f"features.{spec.name}: nothing new to compute")
-            return
-        lo, hi = min(targets), max(targets)
+    def body(ctx: JobContext) -> FeaturesResult:
+        spec, catalog = config.features, ctx.catalog
+        base, out = catalog.silver(spec.base_table), catalog.features()
+        selection = select_partitions(
+            base.name,
+            lake.list_partitions(ctx.spark, base),
+            args.date_range,
+            lambda: lake.list_partitions(ctx.spark, out),
+            "run the validate job for them first",
+        )
+        if not selection:
+            ctx.say(f"{out.name}: nothing new to compute")
+            return FeaturesResult()
+        targets = list(selection.targets)
         table = build_features(spec, tables_for(ctx, targets), targets).persist()
         try:
             check_entities_unique(spec, table)
-            result = lake.write_partitions(
-                table,
-                out_path,
-                date_col,
-                targets,
-                f"features.{spec.name}",
-                "features from " + ", ".join(f"{r.name}@v{r.version}" for r in ctx.reads),
-            )
-        except MlopsError:
-            raise
-        except Exception as exc:
+            reads = ", ".join(f"{r.name}@v{r.version}" for r in ctx.reads)
+            result = lake.write_partitions(table, out, targets, f"features from {reads}")
+        except SPARK_ERRORS as exc:
             raise JobFailed(
-                f"features.{spec.name}: computing {lo}..{hi} failed in Spark: {lake.describe_error(exc)}. "
+                f"{out.name}: computing {selection.describe()} failed in Spark: {describe_error(exc)}. "
                 "Nothing was written."
             ) from None
         finally:
             table.unpersist()
         ctx.wrote(result)
-        ctx.say(f"features.{spec.name}: {len(targets)} partition(s) {lo}..{hi}, {result.rows_written:,} rows")
+        ctx.say(f"{out.name}: {selection.describe()}, {result.rows_written:,} rows")
+        return FeaturesResult(selection.targets, result.rows_written)
 
     return run_job("features", config, args.as_dict(), body, spark)
 
@@ -77,29 +74,18 @@ def tables_for(ctx: JobContext, targets: list[dt.date]) -> dict[str, DataFrame]:
     """
     spec = ctx.config.features
     lo, hi = min(targets), max(targets)
-    tables: dict[str, DataFrame] = {}
-    tables[spec.base_table] = _read(ctx, spec.base_table, (lo - dt.timedelta(days=history_days(spec)), hi))
     lookup_days = math.ceil(lookup_history_hours(spec) / 24) + 1
-    for lookup in spec.lookups:
-        tables[lookup.table] = _read(ctx, lookup.table, (lo - dt.timedelta(days=lookup_days), hi))
+    wanted = {spec.base_table: (lo - dt.timedelta(days=history_days(spec)), hi)}
+    wanted.update({lookup.table: (lo - dt.timedelta(days=lookup_days), hi) for lookup in spec.lookups})
+    tables: dict[str, DataFrame] = {}
+    for name, span in wanted.items():
+        table = ctx.catalog.silver(name)
+        df, ref = lake.read_table(ctx.spark, table, date_range=span if table.partitioned else None)
+        tables[name] = df
+        ctx.read(ref)
     for join in spec.joins:
-        tables[join.table] = _read(ctx, join.table, None)
-        check_join_keys_unique(join, tables[join.table])
+        df, ref = lake.read_table(ctx.spark, ctx.catalog.silver(join.table))
+        check_join_keys_unique(join, df)
+        tables[join.table] = df
+        ctx.read(ref)
     return tables
-
-
-def _read(ctx: JobContext, table: str, rng: tuple[dt.date, dt.date] | None) -> DataFrame:
-    config = ctx.config
-    path = ctx.table_path("silver", table)
-    partitioned = (
-        config.source.tables.get(table) is not None and config.source.tables[table].date_expr is not None
-    )
-    df, ref = lake.read_table(
-        ctx.spark,
-        path,
-        f"silver.{table}",
-        date_column=config.lake.date_column if partitioned and rng else None,
-        date_range=rng if partitioned else None,
-    )
-    ctx.read(ref)
-    return df

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 from pyspark.sql import SparkSession
 
+from mlops_spark import registry
 from mlops_spark.config import AppConfig
 from mlops_spark.jobs.args import JobArgs
 from mlops_spark.jobs.features import features
@@ -16,23 +19,23 @@ from mlops_spark.jobs.retrain import retrain
 from mlops_spark.jobs.score import score
 from mlops_spark.jobs.train import train
 from mlops_spark.jobs.validate import validate
-from mlops_spark.runtime import JobContext, pipeline_summary, progress
+from mlops_spark.runtime import JobRun, pipeline_summary, progress
 from mlops_spark.session import get_spark
 
 
 def pipeline(
     config: AppConfig, args: JobArgs = JobArgs(), spark: SparkSession | None = None
-) -> list[JobContext]:
+) -> list[JobRun[Any]]:
     """ingest -> validate -> features -> train -> promote -> score (-> the segmented model's
     train, promote and score when configured) -> monitor -> retrain, each a full job with
     its own audit row. Training runs when there is no champion yet; later, the retrain job
     retrains when monitoring says so. A rerun with nothing new only says that nothing is new."""
     spark = spark or get_spark(config.spark, app_name="mlops-spark-pipeline")
     started = time.time()
-    done: list[JobContext] = []
+    done: list[JobRun[Any]] = []
     # The date range says which days to play back from the source; every later stage is
     # incremental, so it only picks up partitions it has not processed yet.
-    steps = [
+    steps: list[tuple[str, Callable[[], JobRun[Any]]]] = [
         ("ingest", lambda: ingest(config, args, spark)),
         ("validate", lambda: validate(config, JobArgs(), spark)),
         ("features", lambda: features(config, JobArgs(), spark)),
@@ -74,7 +77,5 @@ def pipeline(
 
 
 def _has_champion(config: AppConfig, name: str) -> bool:
-    from mlops_spark import registry
-
     client = registry.configure(config.mlflow)
     return registry.try_resolve(client, name, config.scoring.alias) is not None

@@ -14,15 +14,16 @@ from pyspark.sql import SparkSession
 from mlops_spark.config import AppConfig
 from mlops_spark.jobs.args import JobArgs
 from mlops_spark.jobs.score import score
-from mlops_spark.runtime import JobContext
-from mlops_spark.segmented import segmented_app_config
+from mlops_spark.results import ScoreResult
+from mlops_spark.runtime import JobRun
+from mlops_spark.segmented.spec import segmented_app_config
 
 
 def score_segmented(
     config: AppConfig, args: JobArgs = JobArgs(), spark: SparkSession | None = None
-) -> JobContext:
+) -> JobRun[ScoreResult]:
     """`score` with the config pointed at the segmented model (its name, table and inputs)."""
-    return score(segmented_app_config(config), args, spark)
+    return score(segmented_app_config(config), args, spark, job="score_segmented")
 
 
 __all__ = ["score_segmented"]

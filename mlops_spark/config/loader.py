@@ -1,0 +1,185 @@
+"""YAML -> typed, validated configuration.
+
+A use case is one YAML file (e.g. ``conf/flights.yml``). It is layered as::
+
+    <conf dir>/base.yml  <  the use-case file  <  <conf dir>/<env>.yml  <  --set key.path=value
+
+Mappings merge key by key; lists and scalars replace. The result is validated by pydantic
+models that forbid unknown keys, so a typo fails before Spark starts, with the file that
+set the key, the key path and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from mlops_spark.config.app import AppConfig
+from mlops_spark.errors import ConfigError
+
+_Path = tuple[str, ...]
+
+
+def _deep_merge(
+    base: dict[str, Any],
+    layer: Mapping[str, Any],
+    origin: str,
+    where: dict[_Path, str],
+    prefix: _Path = (),
+) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in layer.items():
+        path = (*prefix, str(key))
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _deep_merge(dict(out[key]), value, origin, where, path)
+        else:
+            out[key] = value
+            where[path] = origin
+            _mark_children(value, origin, where, path)
+    return out
+
+
+def _mark_children(value: Any, origin: str, where: dict[_Path, str], prefix: _Path) -> None:
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            where[(*prefix, str(k))] = origin
+            _mark_children(v, origin, where, (*prefix, str(k)))
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand_env(value: Any, path: Path) -> Any:
+    """Expand ${VAR} and ${VAR:-default} in string values (cluster overlays use them)."""
+    if isinstance(value, dict):
+        return {k: _expand_env(v, path) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, path) for v in value]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def sub(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{path}: environment variable {name} is not set (used as ${{{name}}})")
+
+    return _ENV_REF.sub(sub, value)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return _expand_env(data, path)  # type: ignore[no-any-return]
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse one ``--set a.b.c=value``; the value is read as YAML (numbers, lists, bools)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key.path=value")
+    key, raw = text.split("=", 1)
+    parts = [p for p in key.strip().split(".")]
+    if not key.strip() or any(not p for p in parts):
+        raise ConfigError(f"--set {text!r}: empty key path")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def _nest(parts: list[str], value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {parts[-1]: value}
+    for part in reversed(parts[:-1]):
+        out = {part: out}
+    return out
+
+
+def config_layers(conf: str | Path, env: str | None) -> list[Path]:
+    """The files that make up a use case, lowest precedence first."""
+    conf_path = Path(conf)
+    layers: list[Path] = []
+    base = conf_path.parent / "base.yml"
+    if base.exists() and base.resolve() != conf_path.resolve():
+        layers.append(base)
+    layers.append(conf_path)
+    if env:
+        env_path = conf_path.parent / f"{env}.yml"
+        if not env_path.exists():
+            available = sorted(p.stem for p in conf_path.parent.glob("*.yml") if p.stem not in ("base",))
+            raise ConfigError(
+                f"{env_path}: no overlay for environment {env!r} (files in "
+                f"{conf_path.parent}: {', '.join(available)})"
+            )
+        layers.append(env_path)
+    return layers
+
+
+def load_config(conf: str | Path, env: str | None = None, overrides: Iterable[str] = ()) -> AppConfig:
+    """Read, layer and validate a use case's config. Raises ConfigError on any problem."""
+    merged: dict[str, Any] = {}
+    where: dict[_Path, str] = {}
+    for path in config_layers(conf, env):
+        merged = _deep_merge(merged, _read_yaml(path), str(path), where)
+    for text in overrides:
+        parts, value = parse_override(text)
+        merged = _deep_merge(merged, _nest(parts, value), f"--set {text}", where)
+    return validate_config(merged, where, default_origin=str(conf))
+
+
+def validate_config(
+    data: Mapping[str, Any], where: Mapping[_Path, str] | None = None, default_origin: str = "config"
+) -> AppConfig:
+    try:
+        return AppConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, where or {}, default_origin)) from None
+
+
+def _describe(exc: ValidationError, where: Mapping[_Path, str], default_origin: str) -> str:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(str(p) for p in err["loc"])
+        origin = default_origin
+        for n in range(len(loc), 0, -1):
+            if loc[:n] in where:
+                origin = where[loc[:n]]
+                break
+        key = ".".join(loc) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        elif "input" in err and err["type"] not in ("value_error",):
+            msg = f"{msg} (got {err['input']!r})"
+        problems.append(f"{origin}: {key}: {msg}")
+    return "; ".join(problems)
+
+
+def resolved_dict(config: AppConfig) -> dict[str, Any]:
+    """The config as plain data (dates as ISO strings), for logging and reproduction."""
+    return config.model_dump(mode="json", by_alias=True)
