@@ -236,7 +236,9 @@ def test_multiclass_pipeline_compiles_to_its_own_predictions(
     rows = typed(flights)
     compiled = compile_spark_model(model, rows.schema)
     assert compiled.probability is None and compiled.probabilities is not None
-    got = compiled.with_layers(rows).select("row", compiled.prediction.alias("prediction"), compiled.probabilities.alias("p"))
+    got = compiled.with_layers(rows).select(
+        "row", compiled.prediction.alias("prediction"), compiled.probabilities.alias("p")
+    )
     expected = model.transform(rows).select("row", "prediction", vector_to_array("probability").alias("p"))
     assertDataFrameEqual(got.select("row", "prediction"), expected.select("row", "prediction"))
     assert {r[0] for r in got.select("prediction").distinct().collect()} >= {0.0, 1.0}
