@@ -53,8 +53,19 @@ class WriteResult:
 
 
 def exists(spark: SparkSession, table: Table) -> bool:
-    """True when a Delta table is at the table's location."""
-    return bool(DeltaTable.isDeltaTable(spark, table.path))
+    """True when a Delta table is at the table's location.
+
+    ``isDeltaTable`` answers from the session's cached log of the path: once it has seen the
+    location without a commit (a creation race lost to another process), it keeps saying
+    False after the other process committed. A False is therefore checked against the log
+    itself (``forPath`` refreshes the cache).
+    """
+    if DeltaTable.isDeltaTable(spark, table.path):
+        return True
+    try:
+        return DeltaTable.forPath(spark, table.path).history(1).first() is not None
+    except Exception:  # no table (or no readable log) at the path: not a Delta table
+        return False
 
 
 def current_version(spark: SparkSession, table: Table) -> int | None:

@@ -53,7 +53,13 @@ def commit_batches(
 
 
 def rows_per_day(df: DataFrame, date_column: str, dates: Sequence[dt.date]) -> dict[dt.date, int]:
-    """Rows of each of ``dates`` (one aggregation over those partitions); 0 for an empty day."""
+    """Rows of each of ``dates`` (one aggregation over those partitions); 0 for an empty day.
+
+    One day is one commit whatever its size, so it is not counted (the daily run's single
+    new partition is then read once, by the scoring query alone).
+    """
+    if len(dates) == 1:
+        return {dates[0]: 0}
     counted = {
         r[0]: int(r[1])
         for r in df.where(lake.partition_filter(date_column, dates=dates))
