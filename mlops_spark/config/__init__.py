@@ -26,8 +26,12 @@ from mlops_spark.config.model import (
     TuningConfig,
 )
 from mlops_spark.config.operations import (
+    DEFAULT_EVIDENCE,
     DEFAULT_MONITORING_THRESHOLDS,
+    CalibrationConfig,
     CanaryConfig,
+    EstimationConfig,
+    Evidence,
     JobResources,
     MetricThreshold,
     MonitoringConfig,
@@ -55,14 +59,18 @@ from mlops_spark.config.schema import (
 
 __all__ = [
     "BINARY_ONLY",
+    "DEFAULT_EVIDENCE",
     "DEFAULT_MONITORING_THRESHOLDS",
     "REGRESSORS",
     "AppConfig",
     "AsOfLookup",
+    "CalibrationConfig",
     "CanaryConfig",
     "DateRange",
     "DerivedColumn",
+    "EstimationConfig",
     "EstimatorKind",
+    "Evidence",
     "Expectation",
     "FeatureSpec",
     "JobResources",

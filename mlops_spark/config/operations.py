@@ -43,15 +43,69 @@ DEFAULT_MONITORING_THRESHOLDS: dict[str, dict[str, Any]] = {
 """Used for every metric the config does not name; set {warn: null, alert: null} to silence one."""
 
 
+class CalibrationConfig(StrictModel):
+    """Warn/alert limits measured on the reference instead of fixed numbers (see
+    `mlops_spark.monitoring.calibration`): each metric on chunks of the reference shaped like
+    what is monitored (each day, each rolling window) against the rest of it."""
+
+    enabled: bool = True
+    method: Literal["quantile", "std"] = "quantile"
+    warn: Annotated[float, Field(ge=0.5, le=1.0)] = 0.95
+    """quantile: warn at this quantile of the reference chunks' values."""
+    alert: Annotated[float, Field(ge=0.5, le=1.0)] = 1.0
+    """quantile: alert at this quantile (1.0: the largest) times ``margin``."""
+    margin: Annotated[float, Field(ge=1.0)] = 1.25
+    k_warn: Annotated[float, Field(gt=0.0)] = 3.0
+    """std: warn at mean + k_warn standard deviations of the reference chunks."""
+    k_alert: Annotated[float, Field(gt=0.0)] = 5.0
+    min_chunks: Annotated[int, Field(ge=3)] = 10
+    """Fewer reference chunks than this: the metric keeps its fixed thresholds."""
+    min_alert: Annotated[float, Field(ge=0.0)] = 0.0
+    """A floor under every calibrated alert limit (e.g. 0.1 for PSI on a very stable reference)."""
+    metrics: list[str] = Field(
+        default_factory=lambda: [
+            "psi",
+            "ks",
+            "js_distance",
+            "wasserstein_std",
+            "null_rate_delta",
+            "new_category_rate",
+        ]
+    )
+    """Drift metrics calibrated on the reference."""
+    quality: bool = True
+    """Also calibrate the quality metrics' lower limits on the training run's holdout days."""
+
+
+class EstimationConfig(StrictModel):
+    """Quality estimated before labels land (confidence-based performance estimation)."""
+
+    enabled: bool = True
+    max_rows: Annotated[int, Field(ge=100)] = 200_000
+    """Holdout rows the probability calibration is fitted on (a seeded sample beyond this)."""
+
+
+Evidence = Literal["prediction_drift", "feature_drift", "estimated_quality", "realised_quality"]
+DEFAULT_EVIDENCE: tuple[Evidence, ...] = ("prediction_drift", "estimated_quality", "realised_quality")
+
+
 class RetrainRule(StrictModel):
-    """Retrain when `alerts` of the last `of_last` monitored partitions have an alert."""
+    """Retrain when `alerts` of the last `of_last` monitored partitions have an alert of the
+    kinds of evidence listed (the monitor's calibrated alerts; see docs/monitoring.md)."""
 
     alerts: Annotated[int, Field(ge=1)] = 3
     of_last: Annotated[int, Field(ge=1)] = 7
     metrics: list[str] = Field(default_factory=lambda: ["psi", "areaUnderROC"])
-    """Metrics whose alerts count."""
+    """Metrics whose alerts count (drift metrics for drift evidence, quality metrics for the
+    estimated and realised quality)."""
     columns: list[str] = Field(default_factory=list)
-    """Columns whose alerts count; empty: the prediction columns and the realised quality."""
+    """Narrows drift evidence to these columns; empty: every prediction column (for
+    prediction_drift) and every monitored feature (for feature_drift)."""
+    evidence: list[Evidence] = Field(default_factory=lambda: list(DEFAULT_EVIDENCE))
+    """Which alerts count: drift of the predictions, drift of the features, the quality
+    estimated before labels land, the realised quality. feature_drift is not in the default:
+    seasonal features drift without hurting the model, and the prediction drift and the
+    estimated quality already say when a feature's change matters to it."""
     window: Literal["slide", "expand"] = "slide"
     """New split: 'slide' moves every range so the test range ends at the newest labelled
     partition; 'expand' keeps split.train.from and extends the train range."""
@@ -102,6 +156,8 @@ class MonitoringConfig(StrictModel):
     """Per column (feature, 'prediction', 'probability'), thresholds that replace the metric's
     default, e.g. {wx_temp: {psi: {warn: 2, alert: 5}}} for a feature that drifts with the
     seasons; {warn: null, alert: null} silences one metric of one column."""
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+    estimation: EstimationConfig = Field(default_factory=EstimationConfig)
     retrain: RetrainRule = Field(default_factory=RetrainRule)
     canary: CanaryConfig = Field(default_factory=CanaryConfig)
     ab_share: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0

@@ -137,34 +137,42 @@ def _numeric_reference_frame(spark: SparkSession, profile: ReferenceProfile) -> 
 
 
 def _stats_frame(spark: SparkSession, profile: ReferenceProfile) -> DataFrame:
-    rows: list[tuple[str, float, float | None]] = [
-        (p.column, p.null_rate, p.std) for p in profile.numeric.values()
+    rows: list[tuple[str, float, float | None, int, int]] = [
+        (p.column, p.null_rate, p.std, p.nulls, p.rows + p.nulls) for p in profile.numeric.values()
     ]
-    rows += [(p.column, p.null_rate, None) for p in profile.categorical.values()]
-    return spark.createDataFrame(rows, "column string, ref_null_rate double, ref_std double")
+    rows += [(p.column, p.null_rate, None, p.nulls, p.rows + p.nulls) for p in profile.categorical.values()]
+    schema = "column string, ref_null_rate double, ref_std double, ref_nulls long, ref_all long"
+    return spark.createDataFrame(rows, schema)
 
 
-def null_rates(hist: DataFrame, profile: ReferenceProfile, group_cols: Sequence[str], key: str) -> DataFrame:
-    """null_rate of the current data and its absolute change from the reference."""
+def null_rates(
+    hist: DataFrame, profile: ReferenceProfile, group_cols: Sequence[str], key: str, leave_out: bool = False
+) -> DataFrame:
+    """null_rate of the current data and its absolute change from the reference (from the
+    rest of the reference with ``leave_out``)."""
     keys = [*group_cols, COLUMN]
     rates = hist.groupBy(*keys).agg(
-        safe_divide(F.sum(F.when(F.col(key).isNull(), F.col(N)).otherwise(0)), F.sum(N)).alias("rate")
+        F.sum(F.when(F.col(key).isNull(), F.col(N)).otherwise(0)).alias("cur_nulls"),
+        F.sum(N).alias("cur_all"),
     )
     stats = F.broadcast(_stats_frame(hist.sparkSession, profile))
     joined = rates.join(stats, COLUMN)
-    return joined.select(
-        *_long(
-            group_cols,
-            {
-                "null_rate": F.col("rate"),
-                "null_rate_delta": F.abs(F.col("rate") - F.col("ref_null_rate")),
-            },
-        )
+    ref_rate = (
+        safe_divide(F.col("ref_nulls") - F.col("cur_nulls"), F.col("ref_all") - F.col("cur_all"))
+        if leave_out
+        else F.col("ref_null_rate")
     )
+    rate = safe_divide(F.col("cur_nulls"), F.col("cur_all"))
+    return joined.select(*_long(group_cols, {"null_rate": rate, "null_rate_delta": F.abs(rate - ref_rate)}))
 
 
-def numeric_drift(hist: DataFrame, profile: ReferenceProfile, group_cols: Sequence[str]) -> DataFrame:
-    """Every numeric drift metric from ``numeric_histograms`` output (long format)."""
+def numeric_drift(
+    hist: DataFrame, profile: ReferenceProfile, group_cols: Sequence[str], leave_out: bool = False
+) -> DataFrame:
+    """Every numeric drift metric from ``numeric_histograms`` output (long format).
+
+    ``leave_out``: the current rows are part of the reference (calibration), so each group is
+    compared with the reference *without* its own rows (its counts subtracted bucket by bucket)."""
     spark = hist.sparkSession
     keys = [*group_cols, COLUMN]
     ref = F.broadcast(_numeric_reference_frame(spark, profile))
@@ -180,6 +188,10 @@ def numeric_drift(hist: DataFrame, profile: ReferenceProfile, group_cols: Sequen
         .fillna(0, ["cur_n"])
         .fillna(0.0, ["cur_total"])
     )
+    if leave_out:
+        grid = grid.withColumn("ref_n", F.col("ref_n") - F.col("cur_n")).withColumn(
+            "ref_total", F.col("ref_total") - F.col("cur_total")
+        )
     w = Window.partitionBy(*keys)
     cum = w.orderBy(BUCKET).rowsBetween(Window.unboundedPreceding, Window.currentRow)
     cdf = grid.select(
@@ -242,7 +254,7 @@ def numeric_drift(hist: DataFrame, profile: ReferenceProfile, group_cols: Sequen
         F.sum("ref_n").alias("ref_n"), F.sum("cur_n").alias("cur_n")
     )
     return shape_long.unionByName(binned_divergences(coarse, group_cols)).unionByName(
-        null_rates(hist, profile, group_cols, BUCKET)
+        null_rates(hist, profile, group_cols, BUCKET, leave_out)
     )
 
 
@@ -253,8 +265,11 @@ def _categorical_reference_frame(spark: SparkSession, profile: ReferenceProfile)
     return spark.createDataFrame(rows, "column string, category string, bin string, ref_n long")
 
 
-def categorical_drift(hist: DataFrame, profile: ReferenceProfile, group_cols: Sequence[str]) -> DataFrame:
-    """Every categorical drift metric from ``categorical_histograms`` output (long format)."""
+def categorical_drift(
+    hist: DataFrame, profile: ReferenceProfile, group_cols: Sequence[str], leave_out: bool = False
+) -> DataFrame:
+    """Every categorical drift metric from ``categorical_histograms`` output (long format);
+    ``leave_out`` as in `numeric_drift`."""
     spark = hist.sparkSession
     keys = [*group_cols, COLUMN]
     ref = _categorical_reference_frame(spark, profile)
@@ -267,6 +282,8 @@ def categorical_drift(hist: DataFrame, profile: ReferenceProfile, group_cols: Se
     )
     groups = hist.select(*keys).distinct()
     bins = groups.join(ref_bins, COLUMN).join(cur_bins, [*keys, BIN], "full").fillna(0, ["ref_n", "cur_n"])
+    if leave_out:
+        bins = bins.withColumn("ref_n", F.greatest(F.col("ref_n") - F.col("cur_n"), F.lit(0)))
     new_rate = present.groupBy(*keys).agg(
         safe_divide(F.sum(F.when(F.col("__bin").isNull(), F.col(N)).otherwise(0)), F.sum(N)).alias("new"),
         F.sum(N).alias("rows"),
@@ -274,7 +291,9 @@ def categorical_drift(hist: DataFrame, profile: ReferenceProfile, group_cols: Se
     return (
         new_rate.select(*_long(group_cols, {"new_category_rate": F.col("new"), "rows": F.col("rows")}))
         .unionByName(binned_divergences(bins, group_cols))
-        .unionByName(null_rates(hist.withColumnRenamed("category", "__cat"), profile, group_cols, "__cat"))
+        .unionByName(
+            null_rates(hist.withColumnRenamed("category", "__cat"), profile, group_cols, "__cat", leave_out)
+        )
     )
 
 
@@ -285,11 +304,13 @@ def drift_metrics(
     date_column: str | None = None,
     windows: Sequence[int] = (),
     window_ends: Sequence[dt.date] = (),
+    leave_out: bool = False,
 ) -> DataFrame:
     """Drift of every profiled column, per group and (optionally) per rolling window.
 
     Result: (group..., window_days, column, metric, value); ``window_days`` is 1 for each
     group on its own and N for the window of N days ending at the group's date.
+    ``leave_out``: ``current`` is the reference itself, each group measured against the rest.
     """
     out: DataFrame | None = None
     numeric_hist = categorical_hist = None
@@ -317,9 +338,9 @@ def drift_metrics(
     for days, nh, ch in plans:
         parts = []
         if nh is not None:
-            parts.append(numeric_drift(nh, profile, group_cols))
+            parts.append(numeric_drift(nh, profile, group_cols, leave_out))
         if ch is not None:
-            parts.append(categorical_drift(ch, profile, group_cols))
+            parts.append(categorical_drift(ch, profile, group_cols, leave_out))
         for part in parts:
             tagged = part.withColumn("window_days", F.lit(days))
             out = tagged if out is None else out.unionByName(tagged)
