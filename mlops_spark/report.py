@@ -38,6 +38,11 @@ class ReportInput:
     quality_metrics: Sequence[str] = ("areaUnderROC", "positive_rate", "predicted_positive_rate", "log_loss")
     prediction_columns: Sequence[str] = ("probability", "prediction")
     max_columns: int = 24
+    causes: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """`mlops_spark.monitoring.causes.rank_causes` of the run's partitions: what the page opens with."""
+    primary_metric: str = "areaUnderROC"
+    holdout: float | None = None
+    """The primary metric on the training run's holdout (a reference line on the chart)."""
 
 
 def _png(fig: Figure) -> str:
@@ -61,19 +66,22 @@ def drift_heatmap(metrics: pd.DataFrame, metric: str, columns: Sequence[str]) ->
     d = d[d.column.isin(columns)]
     if d.empty:
         return None
-    table = d.pivot_table(index="column", columns="date", values="value", aggfunc="mean").reindex(
+    # each column against its own alert limit (calibrated limits differ by column): 1 = alert
+    ratio = d.value / d.alert_threshold.where(d.alert_threshold > 0)
+    d = d.assign(ratio=ratio)
+    table = d.pivot_table(index="column", columns="date", values="ratio", aggfunc="mean").reindex(
         [c for c in columns if c in set(d.column)]
     )
-    alert = d.alert_threshold.dropna()
-    vmax = max(float(alert.max()) * 2 if not alert.empty else float(np.nanmax(table.values)), 1e-9)
+    if table.isna().all().all():
+        return None
     fig = Figure(figsize=(12, 0.35 * len(table) + 1.6))
     ax = fig.add_subplot()
-    im = ax.imshow(table.values, aspect="auto", cmap="YlOrRd", vmin=0, vmax=vmax, interpolation="nearest")
+    im = ax.imshow(table.values, aspect="auto", cmap="YlOrRd", vmin=0, vmax=2, interpolation="nearest")
     ax.set_yticks(range(len(table)), table.index)
     dates = list(table.columns)
     step = max(1, len(dates) // 12)
     ax.set_xticks(range(0, len(dates), step), [str(x) for x in dates[::step]], rotation=45, ha="right")
-    ax.set_title(f"{metric} per partition and column (colour capped at 2x the alert threshold)")
+    ax.set_title(f"{metric} per partition and column, as a share of the column's alert limit (1 = alert)")
     fig.colorbar(im, ax=ax, fraction=0.025)
     return _png(fig)
 
@@ -99,7 +107,7 @@ def drift_lines(metrics: pd.DataFrame, metric: str, columns: Sequence[str]) -> s
             ("warn_threshold", STATUS_COLOURS["warn"]),
             ("alert_threshold", STATUS_COLOURS["alert"]),
         ):
-            bound = part[kind].dropna()
+            bound = part[part.window_days == 1][kind].dropna()
             if not bound.empty:
                 ax.axhline(float(bound.iloc[0]), color=colour, ls="--", lw=0.8)
         ax.set_title(column, fontsize=9)
@@ -108,7 +116,7 @@ def drift_lines(metrics: pd.DataFrame, metric: str, columns: Sequence[str]) -> s
             label.set_rotation(30)
         if i == 0:
             ax.legend(fontsize=7)
-    fig.suptitle(f"{metric} over time (dashed: warn / alert thresholds)")
+    fig.suptitle(f"{metric} over time (dashed: the single-partition warn / alert limits)")
     fig.tight_layout()
     return _png(fig)
 
@@ -163,6 +171,39 @@ def quality_lines(metrics: pd.DataFrame, names: Sequence[str]) -> str | None:
         ax.set_title(metric, fontsize=9)
         ax.tick_params(labelsize=7)
     fig.suptitle("Realised quality per partition (labels joined to predictions)")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def estimated_vs_realised(metrics: pd.DataFrame, metric: str, holdout: float | None) -> str | None:
+    """The quality estimated from calibrated probabilities beside the realised quality, per
+    partition: the estimate is there from the day a partition is scored, the realised line
+    once its labels land; a gap that opens between them is what concept drift looks like."""
+    one = metrics[(metrics.slice == "all") & (metrics.window_days == 1) & (metrics.metric == metric)]
+    est = one[one.kind == "estimated_quality"].sort_values("date")
+    real = one[one.kind == "quality"].sort_values("date")
+    if est.empty and real.empty:
+        return None
+    fig = Figure(figsize=(12, 3.2))
+    ax = fig.add_subplot()
+    if not est.empty:
+        ax.plot(_dates(est), est.value, lw=1.5, label=f"estimated {metric} (before labels)")
+    if not real.empty:
+        ax.plot(_dates(real), real.value, marker=".", lw=0.8, label=f"realised {metric} (labels)")
+    if holdout is not None:
+        ax.axhline(holdout, color="#555", ls=":", lw=1, label="training holdout")
+    for part in (est, real):
+        flagged = part[part.status.isin(["warn", "alert"])]
+        for status in ("warn", "alert"):
+            f = flagged[flagged.status == status]
+            if not f.empty:
+                ax.scatter(_dates(f), f.value, color=STATUS_COLOURS[status], s=18, zorder=3)
+    bound = pd.concat([est, real]).alert_threshold.dropna()
+    if not bound.empty:
+        ax.axhline(float(bound.iloc[0]), color=STATUS_COLOURS["alert"], ls="--", lw=0.8, label="alert limit")
+    ax.set_title(f"{metric}: estimated vs realised per partition")
+    ax.legend(fontsize=7)
+    ax.tick_params(labelsize=7)
     fig.tight_layout()
     return _png(fig)
 
@@ -277,6 +318,8 @@ def render_report(inp: ReportInput) -> str:
         "warn_threshold",
         "alert_threshold",
         "status",
+        "relative",
+        "threshold_source",
     ]
     flagged = flagged.sort_values(["status", "value"], ascending=[True, False])[
         [c for c in cols if c in m.columns]
@@ -288,7 +331,23 @@ def render_report(inp: ReportInput) -> str:
         .sort_values("max", ascending=False)
         .reset_index()
     )
+    causes = inp.causes
+    if not causes.empty:
+        causes = causes.sort_values("date", ascending=False)
+    summary = (
+        "<p>Per partition of this run, newest first: the feature columns that changed, by how many "
+        "standard deviations of their own reference spread (calibrated limits), whether the "
+        "prediction moved with them, and the quality estimated before labels beside the realised "
+        "quality once labels are in.</p>" + _table(causes)
+        if not causes.empty
+        else None
+    )
     sections = [
+        ("What changed, and what it did to quality", summary),
+        (
+            f"{inp.primary_metric}: estimated vs realised",
+            estimated_vs_realised(m, inp.primary_metric, inp.holdout),
+        ),
         (
             "Status of the newest partition",
             f"<p>{html.escape(str(latest))} &nbsp; {badges}</p>" + _table(flagged),

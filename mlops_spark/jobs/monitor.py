@@ -6,23 +6,20 @@ from __future__ import annotations
 import datetime as dt
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from mlops_spark import lake, registry
 from mlops_spark.config import AppConfig
 from mlops_spark.errors import JobFailed
 from mlops_spark.jobs.args import JobArgs
 from mlops_spark.jobs.shadow import shadow_score
+from mlops_spark.monitoring.causes import PRIMARY_QUALITY, rank_causes, summary_lines
 from mlops_spark.monitoring.comparisons import ab_part, canary_parts
-from mlops_spark.monitoring.drift import drift_metrics
-from mlops_spark.monitoring.frames import ALL, SLICE
-from mlops_spark.monitoring.profile import ReferenceProfile
 from mlops_spark.monitoring.publish import ReportRun, publish_report
-from mlops_spark.monitoring.quality import realised_quality
-from mlops_spark.monitoring.reference import monitored_columns, prediction_columns, reference_profile
-from mlops_spark.monitoring.table import assemble, labels_available, status_counts, tagged
+from mlops_spark.monitoring.reference import monitored_columns, prediction_columns
+from mlops_spark.monitoring.run import VersionParts, monitored_rows, version_parts, versions_of
+from mlops_spark.monitoring.status import LimitRow, limits_frame
+from mlops_spark.monitoring.table import assemble, labels_available, status_counts
 from mlops_spark.monitoring.targets import monitor_targets
-from mlops_spark.outputs import output_columns
 from mlops_spark.results import MonitorResult
 from mlops_spark.runtime import JobContext, JobRun, run_job
 from mlops_spark.scoring.ab import ARM
@@ -41,7 +38,7 @@ def monitor(
     def body(ctx: JobContext) -> MonitorResult:
         cfg = config
         mon, spec, catalog = cfg.monitoring, cfg.features, ctx.catalog
-        date_col, entity = spec.date_column, spec.entity_id.name
+        date_col = spec.date_column
         label = spec.label.name if spec.label else None
         client = registry.configure(cfg.mlflow)
         predictions, monitoring = catalog.predictions(), catalog.monitoring()
@@ -57,65 +54,34 @@ def monitor(
             return MonitorResult(0)
         targets = list(selection.targets)
         span = (targets[0] - dt.timedelta(days=max([1, *mon.windows]) - 1), targets[-1])
-        by_version: dict[int, list[dt.date]] = {}
-        for row in (
-            preds.where(lake.partition_filter(date_col, dates=targets))
-            .select(date_col, "model_version")
-            .distinct()
-            .collect()
-        ):
-            by_version.setdefault(int(row["model_version"]), []).append(row[date_col])
+        by_version = versions_of(preds, date_col, targets)
         if not by_version:
             raise JobFailed(f"monitor: no model version scored {selection.describe()} of {predictions.name}")
         newest = registry.resolve(client, cfg.mlflow.model_name, version=max(by_version))
         cfg = for_model(cfg, client, newest.run_id)  # the task the models were trained for
         numeric, categorical = monitored_columns(cfg, feats.schema)
         pred_numeric, pred_categorical = prediction_columns(cfg)
-
-        extra = [c for c in [*mon.slices, *([label] if label else [])] if c not in {*numeric, *categorical}]
-        pred_cols = [
-            entity,
-            date_col,
-            "model_version",
-            *[c for c in output_columns(cfg.model.resolved_task) if c in preds.columns],
-        ]
-        current = (
-            preds.where(lake.partition_filter(date_col, date_range=span))
-            .select(*pred_cols, *([ARM] if ARM in preds.columns else []))
-            .join(
-                feats.where(lake.partition_filter(date_col, date_range=span)).select(
-                    entity, date_col, *numeric, *categorical, *extra
-                ),
-                [entity, date_col],
-            )
-            .persist()
-        )
+        current = monitored_rows(cfg, preds, feats, span, [*numeric, *categorical]).persist()
         parts: list[DataFrame] = []
-        reports: dict[int, tuple[ReferenceProfile, DataFrame]] = {}
+        limits: list[LimitRow] = []
+        per_version: dict[int, VersionParts] = {}
         for version, dates in sorted(by_version.items()):
-            ref = registry.resolve(client, cfg.mlflow.model_name, version=version)
-            profile, reference = reference_profile(
+            got = version_parts(
                 ctx.spark,
                 cfg,
                 client,
-                ref,
+                version,
+                current,
+                dates,
                 numeric + pred_numeric,
                 categorical + pred_categorical,
                 ctx.say,
             )
-            ctx.read(reference)
-            rows = current.where(F.col("model_version") == version)
-            in_dates = lake.partition_filter(date_col, dates=dates)
-            drift = drift_metrics(
-                rows, profile, [date_col], date_col, windows=mon.windows, window_ends=dates
-            ).where(in_dates)
-            parts.append(tagged(drift.withColumn(SLICE, F.lit(ALL)), "drift", version, profile.description))
-            if label is not None:
-                quality = realised_quality(
-                    rows.where(in_dates), cfg.model.resolved_task, label, [date_col], mon.slices
-                )
-                parts.append(tagged(quality, "quality", version, profile.description, label))
-            reports[version] = (profile, rows.where(in_dates))
+            for ref in got.reads:
+                ctx.read(ref)
+            parts += got.parts
+            limits += got.limits
+            per_version[version] = got
         if label is not None:
             parts.append(labels_available(feats, label, date_col, targets, by_version))
 
@@ -131,34 +97,45 @@ def monitor(
                 )
             )
 
-        table = assemble(parts, cfg, ctx.run_id)
+        table = assemble(parts, cfg, ctx.run_id, limits_frame(ctx.spark, limits) if limits else None)
         result = ctx.wrote(
             lake.write_partitions(
                 table,
                 monitoring,
                 targets,
                 f"monitor run {ctx.run_id} from {pred_ref.name}@v{pred_ref.version}",
+                merge_schema=True,  # tables written before calibration lack relative/threshold_source
             )
         )
-        current.unpersist()
         written, _ = lake.read_table(ctx.spark, monitoring, version=result.version)
         counts = status_counts(written, date_col, targets)
         versions = ", ".join(f"v{v}" for v in sorted(by_version))
-        found = f"{counts.alerts} alert(s), {counts.warnings} warning(s)"
-        ctx.say(f"monitored {selection.describe()} of {versions}: {found}")
-        for line in counts.top:
+        ctx.say(
+            f"monitored {selection.describe()} of {versions}: "
+            f"{counts.alerts} alert(s), {counts.warnings} warning(s)"
+        )
+        task = cfg.model.resolved_task
+        run_rows = (
+            written.where(lake.partition_filter(date_col, dates=targets))
+            .drop("computed_at", "run_id", "reference", "model_name")
+            .withColumnRenamed(date_col, "date")
+            .toPandas()
+        )
+        holdouts = {v: dict(p.baseline.holdout) for v, p in per_version.items() if p.baseline}
+        causes = rank_causes(run_rows, task, pred_numeric + pred_categorical, holdouts)
+        for line in summary_lines(causes, task):
             ctx.say(line)
         report = None
         if mon.report:
-            if not by_version:
-                raise JobFailed(
-                    f"monitor: no model version scored {selection.describe()} of {predictions.name}"
-                )
-            latest = max(by_version)
-            profile, rows = reports[latest]
-            run = ReportRun(ctx.run_id, latest, targets, counts.alerts, counts.warnings)
-            report = publish_report(ctx.spark, cfg, written, profile, rows, run)
+            latest = per_version[max(by_version)]
+            assert latest.baseline is not None and latest.rows is not None
+            run = ReportRun(ctx.run_id, max(by_version), targets, counts.alerts, counts.warnings)
+            primary = latest.baseline.holdout.get(PRIMARY_QUALITY[task])
+            report = publish_report(
+                ctx.spark, cfg, written, latest.baseline.profile, latest.rows, run, causes, primary
+            )
             ctx.say(f"report: {report} (also an MLflow artifact of run monitor-{ctx.run_id})")
+        current.unpersist()
         return MonitorResult(len(targets), counts.alerts, counts.warnings, report)
 
     return run_job("monitor", config, args.as_dict(), body, spark)

@@ -50,9 +50,12 @@ def retrain(
         table, ref = lake.read_table(ctx.spark, monitoring)
         ctx.read(ref)
         label = config.features.label.name if config.features.label else None
-        numeric, categorical = prediction_columns(for_model(config, client, champion.run_id))
-        columns = mon.retrain.columns or [*numeric, *categorical, *([label] if label else [])]
-        decision = retrain_decision(table, champion.version, mon.retrain, columns, date_col)
+        watched = for_model(config, client, champion.run_id)
+        numeric, categorical = prediction_columns(watched)
+        features = [*watched.model.numeric, *watched.model.categorical, *watched.monitoring.columns]
+        decision = retrain_decision(
+            table, champion.version, mon.retrain, date_col, [*numeric, *categorical], features, label
+        )
         latest = decision.latest_labelled
         checked = registry.version_tags(client, champion).get(CHECKED_TAG)
         test_range = registry.training_record(client, champion).test_range

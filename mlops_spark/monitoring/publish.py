@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from mlops_spark import registry
 from mlops_spark.catalog import Catalog
 from mlops_spark.config import AppConfig
+from mlops_spark.monitoring.causes import PRIMARY_QUALITY
 from mlops_spark.monitoring.drift import pooled_bins
 from mlops_spark.monitoring.frames import COLUMN, NEW, OTHER
 from mlops_spark.monitoring.profile import ReferenceProfile
@@ -48,9 +50,13 @@ def publish_report(
     profile: ReferenceProfile,
     rows: DataFrame,
     run: ReportRun,
+    causes: pd.DataFrame | None = None,
+    holdout: float | None = None,
 ) -> str:
     """Render the HTML report, save it under <lake.root>/reports/<model>/ (a timestamped copy
-    and ``latest.html``) and log it to MLflow; returns where the timestamped copy went."""
+    and ``latest.html``) and log it to MLflow; returns where the timestamped copy went.
+    ``causes`` (`mlops_spark.monitoring.causes.rank_causes`) opens the page; ``holdout`` is the
+    primary quality metric on the model's holdout."""
     date_col, model = config.features.date_column, config.mlflow.model_name
     metrics = (
         table.where(F.col("model_name") == model)
@@ -83,6 +89,9 @@ def publish_report(
             histograms=hist,
             prediction_columns=numeric + categorical,
             quality_metrics=QUALITY_METRICS[config.model.resolved_task],
+            causes=causes if causes is not None else pd.DataFrame(),
+            primary_metric=PRIMARY_QUALITY[config.model.resolved_task],
+            holdout=holdout,
         )
     )
     folder = catalog.reports()

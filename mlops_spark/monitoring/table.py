@@ -29,6 +29,8 @@ MONITORING_COLUMNS = [
     "warn_threshold",
     "alert_threshold",
     "status",
+    "relative",
+    "threshold_source",
     "reference",
     "run_id",
     "computed_at",
@@ -83,14 +85,17 @@ def labels_available(
     )
 
 
-def assemble(parts: Sequence[DataFrame], config: AppConfig, run_id: str) -> DataFrame:
-    """The parts as the monitoring table's rows, with thresholds and status."""
+def assemble(
+    parts: Sequence[DataFrame], config: AppConfig, run_id: str, limits: DataFrame | None = None
+) -> DataFrame:
+    """The parts as the monitoring table's rows, with thresholds and status: ``limits`` (see
+    `mlops_spark.monitoring.status.limits_frame`) where calibrated, the config's elsewhere."""
     date_col = config.features.date_column
     table = parts[0]
     for part in parts[1:]:
         table = table.unionByName(part)
     mon = config.monitoring
-    return table.transform(with_status(mon.thresholds, mon.column_thresholds)).select(
+    return table.transform(with_status(mon.thresholds, mon.column_thresholds, limits)).select(
         F.col(date_col),
         F.lit(config.mlflow.model_name).alias("model_name"),
         F.col("model_version").cast("int"),
@@ -103,6 +108,8 @@ def assemble(parts: Sequence[DataFrame], config: AppConfig, run_id: str) -> Data
         "warn_threshold",
         "alert_threshold",
         "status",
+        "relative",
+        "threshold_source",
         "reference",
         F.lit(run_id).alias("run_id"),
         F.current_timestamp().alias("computed_at"),
