@@ -203,6 +203,44 @@ def test_categorical_drift_matches_scipy(
     assert _value(out, D2, "x_hour", "psi") > 0.25
 
 
+def test_leave_out_measures_each_chunk_against_the_rest_of_the_reference(
+    spark: SparkSession, data: dict[str, pd.DataFrame]
+) -> None:
+    """Calibration: the reference is the ref rows plus D1's; with leave_out, D1 is measured
+    against the ref rows alone (on the whole reference's bins), as scipy computes it."""
+    d0 = dt.date(2024, 2, 29)
+    reference = _to_spark(spark, data["ref"], d0).unionByName(_to_spark(spark, data[D1], D1))
+    profile = profile_reference(
+        reference, NUMERIC, CATEGORICAL, bins=10, grid_size=200, relative_error=0.0, max_categories=50
+    )
+    out = drift_metrics(reference, profile, ["date"], "date", leave_out=True).toPandas()
+    rest, day = data["ref"], data[D1]
+    for column in NUMERIC:
+        cuts = np.array(profile.numeric[column].cuts)
+        bins = len(cuts) + 1
+        ref_counts = np.bincount(np.searchsorted(cuts, rest[column].dropna(), side="left"), minlength=bins)
+        cur_counts = np.bincount(np.searchsorted(cuts, day[column].dropna(), side="left"), minlength=bins)
+        for metric, expected in _binned(ref_counts, cur_counts).items():
+            assert _value(out, D1, column, metric) == pytest.approx(expected, rel=1e-6, abs=1e-9), (
+                column,
+                metric,
+            )
+        expected_delta = abs(day[column].isna().mean() - rest[column].isna().mean())
+        assert _value(out, D1, column, "null_rate_delta") == pytest.approx(expected_delta, abs=1e-12)
+    known = sorted(rest.cat.unique())
+    ref_counts = np.array([(rest.cat == k).sum() for k in known])
+    cur_counts = np.array([(day.cat == k).sum() for k in known])
+    for metric, expected in _binned(ref_counts, cur_counts).items():
+        assert _value(out, D1, "cat", metric) == pytest.approx(expected, rel=1e-6, abs=1e-9), metric
+    # measured against a reference that includes it, the same day drifts less (by convexity)
+    inside = drift_metrics(reference, profile, ["date"], "date").toPandas()
+    for column in [*NUMERIC, "cat"]:
+        for metric in ("psi", "js_distance", "ks"):
+            if column == "cat" and metric == "ks":
+                continue
+            assert _value(inside, D1, column, metric) <= _value(out, D1, column, metric) + 1e-12
+
+
 def test_classification_quality_matches_sklearn(spark: SparkSession) -> None:
     rng = np.random.default_rng(3)
     n = 3000
