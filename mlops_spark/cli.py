@@ -33,8 +33,12 @@ JOBS: dict[str, str] = {
 
 EPILOG = """\
 Every job reads its settings from a use-case YAML file layered as
-  <conf dir>/base.yml < --conf FILE < <conf dir>/<env>.yml < --set key.path=value
+  <conf dir>/base.yml < --conf FILE < <conf dir>/<env>.yml < --set / --set-replace
 and appends one row to the jobs audit table (<lake.root>/ops/jobs).
+Overrides apply in command-line order; values are YAML. Mappings merge key by key,
+lists and scalars replace:
+  --set model.params={maxIter: 50}          maxIter becomes 50, the file's other params stay
+  --set-replace model.params={maxIter: 50}  model.params is exactly {maxIter: 50}
 Exit codes: 0 done or nothing to do, 1 job failed, 2 bad usage or config.
 Example: mlops-spark pipeline --conf conf/flights.yml --env local
 """
@@ -55,6 +59,23 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
     return value
+
+
+class _AppendOverride(argparse.Action):
+    """--set and --set-replace share one list, so overrides apply in command-line order."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        from mlops_spark.config import Override
+
+        items = list(getattr(namespace, self.dest, None) or [])
+        items.append(Override(str(values), replace=option_string == "--set-replace"))
+        setattr(namespace, self.dest, items)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -91,10 +112,20 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--set",
             dest="overrides",
-            action="append",
+            action=_AppendOverride,
             default=[],
             metavar="KEY.PATH=VALUE",
-            help="override one config value (repeatable), e.g. --set model.params.maxIter=20",
+            help="override one config value, merging a mapping into the one below (repeatable), "
+            "e.g. --set model.params.maxIter=20",
+        )
+        p.add_argument(
+            "--set-replace",
+            dest="overrides",
+            action=_AppendOverride,
+            default=[],
+            metavar="KEY.PATH=VALUE",
+            help="override one config value whole, dropping what the layers below set there "
+            "(repeatable), e.g. --set-replace 'model.params={maxIter: 20}'",
         )
         dates = p.add_argument_group("partitions")
         dates.add_argument("--date", type=_date, help="only this partition date (YYYY-MM-DD)")

@@ -122,3 +122,62 @@ def test_scoring_settings_come_from_config_set_and_method_flag() -> None:
     assert ns.method == "arrow"
     with pytest.raises(UsageError, match=r"--method: invalid choice: 'fast'"):
         cli.build_parser().parse_args(["score", "--method", "fast"])
+
+
+def test_set_merges_a_mapping_and_set_replace_replaces_it() -> None:
+    from mlops_spark.config import Override
+
+    # conf/flights.yml: params: {maxIter: 30, regParam: 0.001, elasticNetParam: 0.0}
+    merged = load_config(FLIGHTS_CONF, None, ["model.params={maxIter: 50}"])
+    assert merged.model.params == {"maxIter": 50, "regParam": 0.001, "elasticNetParam": 0.0}
+    replaced = load_config(FLIGHTS_CONF, None, [Override("model.params={maxIter: 50}", replace=True)])
+    assert replaced.model.params == {"maxIter": 50}
+    # in command-line order: a merge after a replace adds to the replaced mapping, and a
+    # replace after a merge drops it
+    both = load_config(
+        FLIGHTS_CONF,
+        None,
+        [Override("model.params={maxIter: 50}", replace=True), "model.params.regParam=0.1"],
+    )
+    assert both.model.params == {"maxIter": 50, "regParam": 0.1}
+    last = load_config(
+        FLIGHTS_CONF, None, ["model.params.regParam=0.1", Override("model.params={maxIter: 5}", replace=True)]
+    )
+    assert last.model.params == {"maxIter": 5}
+
+
+def test_set_replace_of_a_section_names_itself_in_errors(tmp_path: Path) -> None:
+    from mlops_spark.config import Override
+
+    conf = write(tmp_path, "use.yml", MINIMAL)
+    merged = load_config(conf, None, ["split.train={from: 2020-01-02}"])
+    assert (merged.split.train.start, merged.split.train.end) == (dt.date(2020, 1, 2), dt.date(2020, 1, 31))
+    # replacing drops the file's `to`, and the error names the override that did it
+    with pytest.raises(
+        ConfigError, match=r"^--set-replace split.train=\{from: 2020-01-02\}: split.train.to: required key"
+    ):
+        load_config(conf, None, [Override("split.train={from: 2020-01-02}", replace=True)])
+    with pytest.raises(ConfigError, match=r"--set-replace 'nokey': expected key.path=value"):
+        load_config(conf, None, [Override("nokey", replace=True)])
+
+
+def test_cli_keeps_set_and_set_replace_in_order_and_documents_the_rule(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from mlops_spark import cli
+    from mlops_spark.config import Override
+
+    argv = ["train", "--set-replace", "model.params={maxIter: 50}", "--set", "model.params.regParam=0.1"]
+    ns = cli.build_parser().parse_args(argv)
+    assert ns.overrides == [
+        Override("model.params={maxIter: 50}", replace=True),
+        Override("model.params.regParam=0.1", replace=False),
+    ]
+    assert load_config(FLIGHTS_CONF, None, ns.overrides).model.params == {"maxIter": 50, "regParam": 0.1}
+    for job in ("train", "score", "pipeline"):
+        with pytest.raises(SystemExit):
+            cli.build_parser().parse_args([job, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "--set-replace KEY.PATH=VALUE" in text
+        assert "--set model.params={maxIter: 50} maxIter becomes 50, the file's other params stay" in text
+        assert "--set-replace model.params={maxIter: 50} model.params is exactly {maxIter: 50}" in text

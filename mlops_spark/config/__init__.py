@@ -6,6 +6,7 @@ from mlops_spark.config.app import (
     AppConfig,
 )
 from mlops_spark.config.loader import (
+    Override,
     config_layers,
     load_config,
     parse_override,
@@ -79,6 +80,7 @@ __all__ = [
     "MlflowConfig",
     "ModelConfig",
     "MonitoringConfig",
+    "Override",
     "PromotionConfig",
     "ResourcesConfig",
     "RetrainRule",

@@ -2,11 +2,14 @@
 
 A use case is one YAML file (e.g. ``conf/flights.yml``). It is layered as::
 
-    <conf dir>/base.yml  <  the use-case file  <  <conf dir>/<env>.yml  <  --set key.path=value
+    <conf dir>/base.yml  <  the use-case file  <  <conf dir>/<env>.yml  <  --set / --set-replace
 
-Mappings merge key by key; lists and scalars replace. The result is validated by pydantic
-models that forbid unknown keys, so a typo fails before Spark starts, with the file that
-set the key, the key path and what was expected.
+Mappings merge key by key; lists and scalars replace. ``--set key.path=value`` follows the
+same rule (``--set model.params={maxIter: 50}`` keeps the file's other params);
+``--set-replace key.path=value`` puts the value at the path whole, dropping whatever the
+layers below (and earlier overrides) set there. Overrides apply in command-line order.
+The result is validated by pydantic models that forbid unknown keys, so a typo fails
+before Spark starts, with the file that set the key, the key path and what was expected.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +47,28 @@ def _deep_merge(
             where[path] = origin
             _mark_children(value, origin, where, path)
     return out
+
+
+def _replace_at(
+    base: Mapping[str, Any], parts: list[str], value: Any, origin: str, where: dict[_Path, str]
+) -> dict[str, Any]:
+    """``base`` with ``value`` at the key path ``parts``, nothing of the old value kept."""
+    path = tuple(parts)
+    for key in [k for k in where if k[: len(path)] == path]:
+        del where[key]
+    where[path] = origin
+    _mark_children(value, origin, where, path)
+
+    def put(node: Mapping[str, Any], rest: list[str]) -> dict[str, Any]:
+        out = dict(node)
+        if len(rest) == 1:
+            out[rest[0]] = value
+        else:
+            child = out.get(rest[0])
+            out[rest[0]] = put(child if isinstance(child, Mapping) else {}, rest[1:])
+        return out
+
+    return put(base, parts)
 
 
 def _mark_children(value: Any, origin: str, where: dict[_Path, str], prefix: _Path) -> None:
@@ -96,14 +122,30 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return _expand_env(data, path)  # type: ignore[no-any-return]
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
+@dataclass(frozen=True)
+class Override:
+    """One command-line override ``key.path=value``: merged into the layers below
+    (``--set``, the default) or put at the path whole (``--set-replace``)."""
+
+    text: str
+    replace: bool = False
+
+    @property
+    def flag(self) -> str:
+        return "--set-replace" if self.replace else "--set"
+
+    def __str__(self) -> str:
+        return f"{self.flag} {self.text}"
+
+
+def parse_override(text: str, flag: str = "--set") -> tuple[list[str], Any]:
     """Parse one ``--set a.b.c=value``; the value is read as YAML (numbers, lists, bools)."""
     if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected key.path=value")
+        raise ConfigError(f"{flag} {text!r}: expected key.path=value")
     key, raw = text.split("=", 1)
     parts = [p for p in key.strip().split(".")]
     if not key.strip() or any(not p for p in parts):
-        raise ConfigError(f"--set {text!r}: empty key path")
+        raise ConfigError(f"{flag} {text!r}: empty key path")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
@@ -138,15 +180,23 @@ def config_layers(conf: str | Path, env: str | None) -> list[Path]:
     return layers
 
 
-def load_config(conf: str | Path, env: str | None = None, overrides: Iterable[str] = ()) -> AppConfig:
-    """Read, layer and validate a use case's config. Raises ConfigError on any problem."""
+def load_config(
+    conf: str | Path, env: str | None = None, overrides: Iterable[str | Override] = ()
+) -> AppConfig:
+    """Read, layer and validate a use case's config. Raises ConfigError on any problem.
+
+    ``overrides`` apply in order; a plain string is a ``--set`` (merge) override."""
     merged: dict[str, Any] = {}
     where: dict[_Path, str] = {}
     for path in config_layers(conf, env):
         merged = _deep_merge(merged, _read_yaml(path), str(path), where)
-    for text in overrides:
-        parts, value = parse_override(text)
-        merged = _deep_merge(merged, _nest(parts, value), f"--set {text}", where)
+    for item in overrides:
+        override = item if isinstance(item, Override) else Override(item)
+        parts, value = parse_override(override.text, override.flag)
+        if override.replace:
+            merged = _replace_at(merged, parts, value, str(override), where)
+        else:
+            merged = _deep_merge(merged, _nest(parts, value), str(override), where)
     return validate_config(merged, where, default_origin=str(conf))
 
 
