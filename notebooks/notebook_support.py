@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:  # a checkout (Databricks Repos, git clone) withou
 
 from pyspark.sql import DataFrame, SparkSession
 
-from mlops_spark.config import AppConfig, load_config
+from mlops_spark.config import AppConfig, Override, load_config
 from mlops_spark.session import get_spark
 
 
@@ -90,8 +90,10 @@ class NotebookContext:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         return self.output_dir / name
 
-    def with_overrides(self, *extra: str) -> AppConfig:
-        """The same config with more key.path=value overrides (e.g. another estimator)."""
+    def with_overrides(self, *extra: str | Override) -> AppConfig:
+        """The same config with more key.path=value overrides: strings merge as --set does;
+        another estimator needs its own params, e.g. ``Override("model.params={numTrees: 50}",
+        replace=True)`` (as --set-replace)."""
         return load_config(self.conf_path, self.env, [*self.overrides, *extra])
 
 

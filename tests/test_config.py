@@ -181,3 +181,127 @@ def test_cli_keeps_set_and_set_replace_in_order_and_documents_the_rule(
         assert "--set-replace KEY.PATH=VALUE" in text
         assert "--set model.params={maxIter: 50} maxIter becomes 50, the file's other params stay" in text
         assert "--set-replace model.params={maxIter: 50} model.params is exactly {maxIter: 50}" in text
+
+
+def test_estimator_params_are_checked_when_the_config_loads() -> None:
+    # conf/flights.yml: logistic_regression, tuning over regParam and elasticNetParam
+    with pytest.raises(ConfigError) as unknown:
+        load_config(FLIGHTS_CONF, None, ["model.params.numTrees=3"])
+    assert str(unknown.value).startswith(
+        "--set model.params.numTrees=3: model.params.numTrees: logistic_regression has no parameter "
+        "'numTrees' (it has: aggregationDepth, elasticNetParam, family, "
+    )
+    assert "maxIter, " in str(unknown.value)
+    with pytest.raises(ConfigError, match=r"^--set model.params.maxIter=abc: model.params.maxIter: "):
+        load_config(FLIGHTS_CONF, None, ["model.params.maxIter=abc"])
+    with pytest.raises(
+        ConfigError, match=r"logistic_regression's maxIter takes a whole number \(got 'abc'\)$"
+    ):
+        load_config(FLIGHTS_CONF, None, ["model.params.maxIter=abc"])
+    with pytest.raises(
+        ConfigError, match=r"logistic_regression's fitIntercept takes true or false \(got 1\)$"
+    ):
+        load_config(FLIGHTS_CONF, None, ["model.params.fitIntercept=1"])
+    # whole floats are whole numbers for MLlib's toInt, as ints are numbers for toFloat
+    ok = load_config(FLIGHTS_CONF, None, ["model.params={maxIter: 20.0, regParam: 1}"])
+    assert ok.model.params["maxIter"] == 20.0
+
+
+def test_switching_estimator_needs_its_own_params_and_search_space() -> None:
+    from mlops_spark.config import Override
+
+    # the file's logistic-regression params and search space do not fit a forest: every
+    # offending key is named, with the file that set it
+    with pytest.raises(ConfigError) as exc:
+        load_config(FLIGHTS_CONF, None, ["model.estimator=random_forest_classifier"])
+    problems = str(exc.value).split("; ")
+    assert [p.split(": ")[1] for p in problems] == [
+        "model.params.maxIter",
+        "model.params.regParam",
+        "model.params.elasticNetParam",
+        "model.tuning.search_space.regParam",
+        "model.tuning.search_space.elasticNetParam",
+    ]
+    assert all(p.startswith(f"{FLIGHTS_CONF}: ") for p in problems)
+    with pytest.raises(
+        ConfigError,
+        match=r"model.tuning.search_space.maxDepth.options: random_forest_classifier's maxDepth takes "
+        r"a whole number \(got 'deep'\)$",
+    ):
+        load_config(
+            FLIGHTS_CONF,
+            None,
+            [
+                "model.estimator=random_forest_classifier",
+                Override("model.params={numTrees: 5}", replace=True),
+                Override("model.tuning.search_space={maxDepth: {kind: choice, options: [3, deep]}}", True),
+            ],
+        )
+    forest_config = load_config(
+        FLIGHTS_CONF,
+        None,
+        [
+            "model.estimator=random_forest_classifier",
+            Override("model.params={numTrees: 5}", replace=True),
+            Override("model.tuning.search_space={maxDepth: {kind: choice, options: [3, 5]}}", True),
+        ],
+    )
+    assert forest_config.model.params == {"numTrees": 5}
+    assert forest_config.model.tuning is not None
+    assert list(forest_config.model.tuning.search_space) == ["maxDepth"]
+
+
+def test_param_kinds_accept_what_mllib_type_converters_accept() -> None:
+    """The pure checks agree with pyspark.ml's TypeConverters on every YAML-shaped value."""
+    from pyspark.ml.param import TypeConverters
+
+    from mlops_spark.config.estimators import CONVERTERS, accepts
+
+    values: list[object] = [
+        0,
+        3,
+        3.0,
+        2.5,
+        -1,
+        True,
+        False,
+        "abc",
+        "3",
+        None,
+        [],
+        [1, 2.5],
+        [1, "a"],
+        {},
+        [True],
+    ]
+    for kind, converter_name in CONVERTERS.items():
+        converter = getattr(TypeConverters, converter_name)
+        for value in values:
+            try:
+                converter(value)
+                mllib = True
+            except (TypeError, ValueError):
+                mllib = False
+            assert accepts(kind, value) == mllib, (kind, value)
+
+
+def test_a_bad_estimator_param_fails_before_spark_starts(tmp_path: Path) -> None:
+    """In a fresh process, as the CLI: exit 2 with the key named, and no SparkContext made."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from pyspark import SparkContext\n"
+        "from mlops_spark import cli\n"
+        "code = cli.main(sys.argv[1:])\n"
+        "print('spark started' if SparkContext._active_spark_context else 'no spark', code)\n"
+    )
+    argv = ["train", "--conf", str(FLIGHTS_CONF), "--set", "model.params.numTrees=3"]
+    out = subprocess.run(
+        [sys.executable, "-c", script, *argv], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert out.stdout.split() == ["no", "spark", "2"]
+    assert out.stderr.startswith(
+        "mlops-spark: error: --set model.params.numTrees=3: model.params.numTrees: logistic_regression has no"
+    )

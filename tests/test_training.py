@@ -230,6 +230,22 @@ def test_balanced_weights_make_both_classes_weigh_the_same(spark: SparkSession) 
         with_balanced_weights(df, "y", {1.0: 1.0})
 
 
+def test_the_estimator_params_table_matches_mllib(spark: SparkSession) -> None:
+    """config.estimators (checked when a config loads, without Spark) is what the installed
+    MLlib estimators have, name by name and TypeConverter by TypeConverter."""
+    from typing import get_args
+
+    from mlops_spark.config import EstimatorKind
+    from mlops_spark.config.estimators import CONVERTERS, ESTIMATOR_PARAMS
+    from mlops_spark.training.pipeline import _ESTIMATORS
+
+    assert set(ESTIMATOR_PARAMS) == set(get_args(EstimatorKind)) == set(_ESTIMATORS)
+    for kind, cls in _ESTIMATORS.items():
+        real = {p.name: p.typeConverter.__name__ for p in cls().params}  # a JVM-backed instance
+        table = {name: CONVERTERS[k] for name, k in ESTIMATOR_PARAMS[kind].items()}
+        assert table == real, kind
+
+
 def test_estimator_params_are_checked_against_the_estimator() -> None:
     model = ModelConfig(estimator="random_forest_classifier", numeric=["x1"], params={"numTrees": 3})
     assert make_estimator(model, "y").getNumTrees() == 3

@@ -8,7 +8,8 @@ Mappings merge key by key; lists and scalars replace. ``--set key.path=value`` f
 same rule (``--set model.params={maxIter: 50}`` keeps the file's other params);
 ``--set-replace key.path=value`` puts the value at the path whole, dropping whatever the
 layers below (and earlier overrides) set there. Overrides apply in command-line order.
-The result is validated by pydantic models that forbid unknown keys, so a typo fails
+The result is validated by pydantic models that forbid unknown keys, and ``model.params``
+against the estimator's MLlib params (`mlops_spark.config.estimators`), so a typo fails
 before Spark starts, with the file that set the key, the key path and what was expected.
 """
 
@@ -25,6 +26,7 @@ import yaml
 from pydantic import ValidationError
 
 from mlops_spark.config.app import AppConfig
+from mlops_spark.config.estimators import estimator_param_problems, unknown_estimator_params
 from mlops_spark.errors import ConfigError
 
 _Path = tuple[str, ...]
@@ -204,20 +206,48 @@ def validate_config(
     data: Mapping[str, Any], where: Mapping[_Path, str] | None = None, default_origin: str = "config"
 ) -> AppConfig:
     try:
-        return AppConfig.model_validate(dict(data))
+        config = AppConfig.model_validate(dict(data))
     except ValidationError as exc:
         raise ConfigError(_describe(exc, where or {}, default_origin)) from None
+    problems = _estimator_problems(config, where or {}, default_origin)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return config
+
+
+def _estimator_problems(config: AppConfig, where: Mapping[_Path, str], default_origin: str) -> list[str]:
+    """model.params and the tuning search space against the estimator's MLlib Params."""
+    model = config.model
+    found: dict[_Path, str] = {
+        ("model", "params", name): problem
+        for name, problem in estimator_param_problems(model.estimator, model.params).items()
+    }
+    space = model.tuning.search_space if model.tuning else {}
+    for name, problem in unknown_estimator_params(model.estimator, list(space)).items():
+        found[("model", "tuning", "search_space", name)] = problem
+    for name, dim in space.items():
+        if dim.kind == "choice" and ("model", "tuning", "search_space", name) not in found:
+            for option in dim.options:
+                wrong = estimator_param_problems(model.estimator, {name: option})
+                if wrong:
+                    found[("model", "tuning", "search_space", name, "options")] = wrong[name]
+                    break
+    return [f"{_origin(loc, where, default_origin)}: {'.'.join(loc)}: {msg}" for loc, msg in found.items()]
+
+
+def _origin(loc: _Path, where: Mapping[_Path, str], default_origin: str) -> str:
+    """The layer (file or override) that set ``loc`` or its nearest parent."""
+    for n in range(len(loc), 0, -1):
+        if loc[:n] in where:
+            return where[loc[:n]]
+    return default_origin
 
 
 def _describe(exc: ValidationError, where: Mapping[_Path, str], default_origin: str) -> str:
     problems = []
     for err in exc.errors():
         loc = tuple(str(p) for p in err["loc"])
-        origin = default_origin
-        for n in range(len(loc), 0, -1):
-            if loc[:n] in where:
-                origin = where[loc[:n]]
-                break
+        origin = _origin(loc, where, default_origin)
         key = ".".join(loc) or "(top level)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
