@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mlops_spark.errors import MlopsError, UsageError
+from mlops_spark.errors import MlopsError, UsageError, root_cause
 
 DEFAULT_CONF = "conf/flights.yml"
 
@@ -226,8 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mlops-spark {ns.job}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"mlops-spark {ns.job}: failed: {type(exc).__name__}: {first}", file=sys.stderr)
+        print(f"mlops-spark {ns.job}: failed: {root_cause(exc)}", file=sys.stderr)
         return 1
     return 0
 

@@ -24,7 +24,7 @@ from pyspark.sql import types as T
 from mlops_spark import lake
 from mlops_spark.catalog import Catalog
 from mlops_spark.config import AppConfig
-from mlops_spark.errors import MlopsError
+from mlops_spark.errors import MlopsError, root_cause
 from mlops_spark.lake import TableRef, WriteResult
 from mlops_spark.session import get_spark
 
@@ -183,6 +183,20 @@ class JobRun(Generic[R]):
         return self.ended - self.started
 
 
+def failure_text(exc: BaseException) -> tuple[str, str]:
+    """(the summary's one line, the audit row's error text) for a job body's exception.
+
+    Our own errors say what is wrong in their first line. Anything else, a Spark failure
+    above all, is named by its root cause (`errors.root_cause`: the innermost Java cause,
+    not the Py4J wrapper), followed in the audit row by the full text it was raised with."""
+    if isinstance(exc, MlopsError):
+        message = str(exc)
+        return (message.splitlines()[0] if message else ""), message
+    headline = root_cause(exc)
+    full = f"{type(exc).__name__}: {exc}".strip()
+    return headline, (headline if full == headline else f"{headline}\n{full}")
+
+
 def run_job(
     job: str,
     config: AppConfig,
@@ -196,10 +210,10 @@ def run_job(
     try:
         result = body(ctx)
     except BaseException as exc:
-        message = str(exc) if isinstance(exc, MlopsError) else f"{type(exc).__name__}: {exc}"
+        headline, message = failure_text(exc)
         if not isinstance(exc, MlopsError | KeyboardInterrupt):
             traceback.print_exc(file=sys.stderr)
-        summary = summarize(ctx, "FAILED", message.splitlines()[0] if message else None)
+        summary = summarize(ctx, "FAILED", headline or None)
         try:
             write_audit(ctx, "failed", message[:4000], summary)
         except Exception as audit_exc:  # the job's own error matters more; say why the row is missing

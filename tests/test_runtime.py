@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+from pathlib import Path
 
 import pytest
+from py4j.protocol import Py4JJavaError
+from pyspark.errors import PythonException
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from mlops_spark import lake
 from mlops_spark.catalog import Catalog
 from mlops_spark.config import AppConfig
-from mlops_spark.errors import JobFailed
+from mlops_spark.errors import JobFailed, root_cause
 from mlops_spark.runtime import JobContext, run_job
 
 
@@ -50,3 +55,58 @@ def test_failed_job_is_audited_and_reraised(spark: SparkSession, flights_config:
     assert r["status"] == "failed"
     assert r["error"] == "table 'x' is broken"
     assert "FAILED" in r["summary"]
+
+
+def test_a_spark_failure_is_summarised_by_its_root_cause(
+    spark: SparkSession, flights_config: AppConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A save that dies on a corrupted Parquet file surfaces as `Py4JJavaError: An error
+    occurred while calling o123.save`; the summary names the innermost Java cause instead."""
+    corrupted = tmp_path / "landing"
+    corrupted.mkdir()
+    (corrupted / "part-0.parquet").write_bytes(b"not parquet at all " * 8)
+
+    def body(ctx: JobContext) -> None:
+        spark.read.schema("a INT").parquet(str(corrupted)).write.format("delta").save(str(tmp_path / "out"))
+
+    with pytest.raises(Py4JJavaError, match=r"An error occurred while calling o\d+\.save"):
+        run_job("ingest_corrupted", flights_config, {}, body, spark)
+    cause = (
+        f"RuntimeException: file:{corrupted}/part-0.parquet is not a Parquet file. "
+        "Expected magic number at tail"
+    )
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.fullmatch(
+        rf"ingest_corrupted FAILED in [\d.]+s \(run \w+\)\. Error: {re.escape(cause)}.*", summary
+    )
+    assert "Py4JJavaError" not in summary
+    audit = spark.read.format("delta").load(Catalog(flights_config).jobs().path)
+    r = audit.where(F.col("job") == "ingest_corrupted").first()
+    assert r is not None and r["summary"] == summary
+    first, second = r["error"].splitlines()[:2]
+    assert first.startswith(cause)
+    assert re.match(r"Py4JJavaError: An error occurred while calling o\d+\.save", second)
+
+
+def test_a_failed_python_udf_is_summarised_by_the_error_it_raised(
+    spark: SparkSession, flights_config: AppConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def hour_of(x: int) -> int:
+        if x == 3:
+            raise ValueError(f"row {x}: no hour in this timestamp")
+        return x
+
+    def body(ctx: JobContext) -> None:
+        hours = F.udf(hour_of, T.LongType())
+        spark.range(5).select(hours("id").alias("h")).write.format("delta").save(str(tmp_path / "out"))
+
+    with pytest.raises(PythonException):
+        run_job("features_udf", flights_config, {}, body, spark)
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert summary.endswith(" Error: ValueError: row 3: no hour in this timestamp")
+
+
+def test_root_cause_of_a_plain_python_error_is_its_first_line() -> None:
+    assert root_cause(KeyError("date")) == "KeyError: 'date'"
+    assert root_cause(ValueError("first line\nsecond line")) == "ValueError: first line"
+    assert root_cause(KeyboardInterrupt()) == "KeyboardInterrupt"
