@@ -199,3 +199,56 @@ def test_predictions_of_a_regressor_have_no_probability_column(spark: SparkSessi
     assert "probability" not in out.columns and out.columns[:3] == ["id", "date", "prediction"]
     with pytest.raises(TypeError, match="not the string"):
         lineage_rows(rows, "id", "regression", ModelRef("m", 1, "r"), "job")  # type: ignore[arg-type]
+
+
+def test_a_regressor_scored_by_its_own_transform_and_by_ab_arms_has_no_probability_column(
+    spark: SparkSession,
+) -> None:
+    """The transform path and the A/B-routed rows (the compiled path is covered above): a real
+    MLlib regressor's predictions table rows carry ``prediction`` and lineage, nothing else."""
+    from pyspark.sql import types as T
+
+    from mlops_spark.outputs import with_mllib_outputs
+    from mlops_spark.registry import ModelRef
+    from mlops_spark.scoring import lineage_rows
+    from mlops_spark.scoring.ab import routed_rows
+    from mlops_spark.scoring.scorer import Scorer
+    from mlops_spark.training import build_pipeline
+
+    rows = synthetic(spark, "value").where(F.col("date") <= DAYS[1])
+    model = ModelConfig(
+        estimator="decision_tree_regressor", categorical=["seg"], numeric=["x1", "x2"], params={"maxDepth": 3}
+    )
+    fitted = build_pipeline(model, "value").fit(rows)
+    inputs = (("seg", T.StringType()), ("x1", T.DoubleType()), ("x2", T.DoubleType()))
+    keys = ("id", "date")
+    arms = tuple(
+        Scorer(
+            ModelRef("temps", v, f"run{v}"),
+            "transform",
+            "test",
+            "regression",
+            inputs,
+            lambda keep: with_mllib_outputs(fitted, keep, "regression"),
+        )
+        for v in (1, 2)
+    )
+    at = F.lit(dt.datetime(2024, 6, 1)).cast("timestamp")
+    single = lineage_rows(rows.transform(arms[0].score(keys)), keys, "regression", arms[0].model, "job1", at)
+    own = fitted.transform(rows).select(
+        "id",
+        "date",
+        "prediction",
+        F.lit("temps").alias("model_name"),
+        F.lit(1).alias("model_version"),
+        F.lit("run1").alias("model_run_id"),
+        at.alias("scored_at"),
+        F.lit("job1").alias("job_run_id"),
+    )
+    assertDataFrameEqual(single, own)
+    assert single.columns == own.columns  # no probability column, not even an all-null one
+
+    routed = routed_rows(rows, keys, "id", (arms[0], arms[1]), 0.5, "salt", "job1")
+    assert routed.columns == ["id", "date", "arm", "prediction", *own.columns[3:-1], "job_run_id"]
+    assert routed.count() == rows.count()
+    assert {r["arm"] for r in routed.select("arm").distinct().collect()} == {"champion", "challenger"}
