@@ -1,15 +1,20 @@
 """What every job shares: its context, the jobs audit table and the closing summary.
 
 Jobs are wiring: ``args -> config -> session -> read -> transforms -> write -> summary``.
-`run_job` wraps that wiring so every run, successful or not, appends one row to the jobs
-audit table and ends with a short summary; exceptions propagate for the CLI to map to an
-exit code.
+`run_job` wraps that wiring so every run has one row in the jobs audit table: written as
+``running`` (with the host and process id) before the body starts, and replaced by the
+outcome (``ok`` or ``failed``, the versions read and written, the summary) when it ends. A
+process killed in between leaves its row ``running``; `mlops_spark.runs` shows it as
+``lost``. Every run ends with a short summary; exceptions propagate for the CLI to map to
+an exit code.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import socket
 import sys
 import time
 import traceback
@@ -36,8 +41,8 @@ AUDIT_SCHEMA = T.StructType(
         T.StructField("run_id", T.StringType(), False),
         T.StructField("arguments", T.StringType(), True),
         T.StructField("started_at", T.TimestampType(), False),
-        T.StructField("ended_at", T.TimestampType(), False),
-        T.StructField("duration_s", T.DoubleType(), False),
+        T.StructField("ended_at", T.TimestampType(), True),
+        T.StructField("duration_s", T.DoubleType(), True),
         T.StructField("status", T.StringType(), False),
         T.StructField("rows_read", T.LongType(), True),
         T.StructField("rows_written", T.LongType(), True),
@@ -70,8 +75,14 @@ AUDIT_SCHEMA = T.StructType(
         ),
         T.StructField("summary", T.StringType(), True),
         T.StructField("error", T.StringType(), True),
+        T.StructField("host", T.StringType(), True),
+        T.StructField("pid", T.LongType(), True),
     ]
 )
+"""ended_at and duration_s are null while a run is ``running``; host and pid say which
+process runs it (columns added to older tables by the first write that has them)."""
+
+RUNNING = "running"
 
 
 @dataclass
@@ -88,6 +99,8 @@ class JobContext:
     writes: list[WriteResult] = field(default_factory=list)
     rows_read: int = 0
     lines: list[str] = field(default_factory=list)
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
 
     @property
     def catalog(self) -> Catalog:
@@ -117,15 +130,17 @@ def progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _audit_row(ctx: JobContext, status: str, error: str | None, summary: str) -> dict[str, Any]:
-    ended = time.time()
+def _audit_row(ctx: JobContext, status: str, error: str | None, summary: str | None) -> dict[str, Any]:
+    ended = None if status == RUNNING else time.time()
     return {
         "job": ctx.job,
         "run_id": ctx.run_id,
         "arguments": json.dumps(ctx.arguments, default=str, sort_keys=True),
         "started_at": dt.datetime.fromtimestamp(ctx.started, tz=dt.UTC).replace(tzinfo=None),
-        "ended_at": dt.datetime.fromtimestamp(ended, tz=dt.UTC).replace(tzinfo=None),
-        "duration_s": round(ended - ctx.started, 3),
+        "ended_at": None
+        if ended is None
+        else dt.datetime.fromtimestamp(ended, tz=dt.UTC).replace(tzinfo=None),
+        "duration_s": None if ended is None else round(ended - ctx.started, 3),
         "status": status,
         "rows_read": ctx.rows_read,
         "rows_written": ctx.rows_written,
@@ -135,13 +150,22 @@ def _audit_row(ctx: JobContext, status: str, error: str | None, summary: str) ->
         ],
         "summary": summary,
         "error": error,
+        "host": ctx.host,
+        "pid": ctx.pid,
     }
 
 
+def write_audit_start(ctx: JobContext) -> None:
+    """The run's ``running`` row, before its body starts (an append: never conflicts)."""
+    df = ctx.spark.createDataFrame([_audit_row(ctx, RUNNING, None, None)], schema=AUDIT_SCHEMA)
+    lake.append_rows(df, ctx.catalog.jobs())
+
+
 def write_audit(ctx: JobContext, status: str, error: str | None, summary: str) -> None:
+    """The run's outcome, in place of its ``running`` row (one row per run)."""
     row = _audit_row(ctx, status, error, summary)
     df = ctx.spark.createDataFrame([row], schema=AUDIT_SCHEMA)
-    lake.append_rows(df, ctx.catalog.jobs())
+    lake.upsert_rows(df, ctx.catalog.jobs(), key="run_id")
 
 
 def summarize(ctx: JobContext, status: str, error: str | None = None) -> str:
@@ -207,6 +231,10 @@ def run_job(
     """Run one job body with audit and summary. Re-raises the body's exception."""
     spark = spark or get_spark(config.spark, app_name=f"mlops-spark-{job}")
     ctx = JobContext(job=job, config=config, spark=spark, arguments=arguments)
+    try:
+        write_audit_start(ctx)
+    except Exception as exc:  # the job can still run; its outcome row is then inserted at the end
+        progress(f"[{job}] could not write the running audit row: {root_cause(exc)}")
     try:
         result = body(ctx)
     except BaseException as exc:

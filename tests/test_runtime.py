@@ -110,3 +110,31 @@ def test_root_cause_of_a_plain_python_error_is_its_first_line() -> None:
     assert root_cause(KeyError("date")) == "KeyError: 'date'"
     assert root_cause(ValueError("first line\nsecond line")) == "ValueError: first line"
     assert root_cause(KeyboardInterrupt()) == "KeyboardInterrupt"
+
+
+def test_a_run_is_running_in_the_audit_table_while_its_body_runs_then_one_closed_row(
+    spark: SparkSession, flights_config: AppConfig
+) -> None:
+    import os
+    import socket
+
+    jobs = Catalog(flights_config).jobs()
+    seen: list[dict[str, object]] = []
+
+    def body(ctx: JobContext) -> None:
+        rows = spark.read.format("delta").load(jobs.path).where(F.col("run_id") == ctx.run_id).collect()
+        seen.extend(r.asDict() for r in rows)
+
+    run = run_job("watched", flights_config, {}, body, spark)
+    (during,) = seen
+    assert (during["status"], during["ended_at"], during["duration_s"], during["summary"]) == (
+        "running",
+        None,
+        None,
+        None,
+    )
+    assert (during["host"], during["pid"]) == (socket.gethostname(), os.getpid())
+    after = spark.read.format("delta").load(jobs.path).where(F.col("run_id") == run.run_id).collect()
+    assert len(after) == 1
+    assert (after[0]["status"], after[0]["started_at"]) == ("ok", during["started_at"])
+    assert after[0]["ended_at"] >= after[0]["started_at"] and after[0]["pid"] == os.getpid()

@@ -32,6 +32,7 @@ from mlops_spark.lake.tables import (
     read_table,
     require_columns,
     restore_version,
+    upsert_rows,
     write_partitions,
 )
 
@@ -55,5 +56,6 @@ __all__ = [
     "read_table",
     "require_columns",
     "restore_version",
+    "upsert_rows",
     "write_partitions",
 ]
