@@ -31,6 +31,13 @@ JOBS: dict[str, str] = {
     "pipeline": "Run ingest -> validate -> features -> train -> promote -> score -> monitor -> retrain.",
 }
 
+STATUS_HELP = "The latest job runs from the jobs audit table; a run whose process died shows as lost."
+STATUS_DETAIL = (
+    "A run's row is 'running' from its start until it records its outcome; when its process is "
+    "gone from this host the row shows as 'lost', with the run id and the tables' versions "
+    "committed since it started. Rows from other hosts cannot be checked and stay 'running'."
+)
+
 EPILOG = """\
 Every job reads its settings from a use-case YAML file layered as
   <conf dir>/base.yml < --conf FILE < <conf dir>/<env>.yml < --set / --set-replace
@@ -83,6 +90,38 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see --help)")
 
 
+def _config_arguments(p: argparse.ArgumentParser) -> None:
+    """--conf, --env, --set and --set-replace: what every command's config is made of."""
+    p.add_argument(
+        "--conf",
+        default=os.environ.get("MLOPS_SPARK_CONF", DEFAULT_CONF),
+        help=f"use-case config file (default: $MLOPS_SPARK_CONF or {DEFAULT_CONF})",
+    )
+    p.add_argument(
+        "--env",
+        default=os.environ.get("MLOPS_SPARK_ENV"),
+        help="environment overlay: <conf dir>/<env>.yml, e.g. local or cluster",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action=_AppendOverride,
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override one config value, merging a mapping into the one below (repeatable), "
+        "e.g. --set model.params.maxIter=20",
+    )
+    p.add_argument(
+        "--set-replace",
+        dest="overrides",
+        action=_AppendOverride,
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override one config value whole, dropping what the layers below set there "
+        "(repeatable), e.g. --set-replace 'model.params={maxIter: 20}'",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="mlops-spark",
@@ -99,34 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
             epilog=EPILOG,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        p.add_argument(
-            "--conf",
-            default=os.environ.get("MLOPS_SPARK_CONF", DEFAULT_CONF),
-            help=f"use-case config file (default: $MLOPS_SPARK_CONF or {DEFAULT_CONF})",
-        )
-        p.add_argument(
-            "--env",
-            default=os.environ.get("MLOPS_SPARK_ENV"),
-            help="environment overlay: <conf dir>/<env>.yml, e.g. local or cluster",
-        )
-        p.add_argument(
-            "--set",
-            dest="overrides",
-            action=_AppendOverride,
-            default=[],
-            metavar="KEY.PATH=VALUE",
-            help="override one config value, merging a mapping into the one below (repeatable), "
-            "e.g. --set model.params.maxIter=20",
-        )
-        p.add_argument(
-            "--set-replace",
-            dest="overrides",
-            action=_AppendOverride,
-            default=[],
-            metavar="KEY.PATH=VALUE",
-            help="override one config value whole, dropping what the layers below set there "
-            "(repeatable), e.g. --set-replace 'model.params={maxIter: 20}'",
-        )
+        _config_arguments(p)
         dates = p.add_argument_group("partitions")
         dates.add_argument("--date", type=_date, help="only this partition date (YYYY-MM-DD)")
         dates.add_argument("--from", dest="start", type=_date, help="first partition date of a range")
@@ -173,7 +185,26 @@ def build_parser() -> argparse.ArgumentParser:
                 choices=["auto", "compiled", "transform", "arrow"],
                 help="scoring path (default: scoring.method; same as --set scoring.method=...)",
             )
+    p = sub.add_parser(
+        "status",
+        help=STATUS_HELP,
+        description=STATUS_HELP + " " + STATUS_DETAIL,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _config_arguments(p)
+    p.add_argument(
+        "--limit", type=_positive_int, default=20, metavar="N", help="show the N latest runs (default: 20)"
+    )
     return parser
+
+
+def _status(config: Any, limit: int) -> int:
+    from mlops_spark.catalog import Catalog
+    from mlops_spark.runs import job_status, render_status
+
+    print(render_status(job_status(config, limit), Catalog(config).jobs().path), flush=True)
+    return 0
 
 
 def _job_function(job: str) -> Callable[..., Any]:
@@ -197,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(ns, "method", None):
             overrides.append(f"scoring.method={ns.method}")
         config = load_config(ns.conf, ns.env, overrides)
+        if ns.job == "status":
+            return _status(config, ns.limit)
         args = JobArgs(
             date=ns.date,
             start=ns.start,
