@@ -32,16 +32,17 @@ JOBS: dict[str, str] = {
 }
 
 STATUS_HELP = "The latest job runs from the jobs audit table; a run whose process died shows as lost."
-STATUS_DETAIL = (
-    "A run's row is 'running' from its start until it records its outcome; when its process is "
-    "gone from this host the row shows as 'lost', with the run id and the tables' versions "
-    "committed since it started. Rows from other hosts cannot be checked and stay 'running'."
-)
+STATUS_DETAIL = """\
+A run's row is 'running' from its start until it records its outcome. When its process
+is gone from this host the row shows as 'lost', with the run id and each table's version
+committed since it started. Rows written on other hosts cannot be checked from here.
+"""
 
 EPILOG = """\
 Every job reads its settings from a use-case YAML file layered as
   <conf dir>/base.yml < --conf FILE < <conf dir>/<env>.yml < --set / --set-replace
-and appends one row to the jobs audit table (<lake.root>/ops/jobs).
+and has one row in the jobs audit table (<lake.root>/ops/jobs): 'running' from its
+start, then its outcome ('mlops-spark status' shows runs whose process died as 'lost').
 Overrides apply in command-line order; values are YAML. Mappings merge key by key,
 lists and scalars replace:
   --set model.params={maxIter: 50}          maxIter becomes 50, the file's other params stay
@@ -188,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "status",
         help=STATUS_HELP,
-        description=STATUS_HELP + " " + STATUS_DETAIL,
+        description=f"{STATUS_HELP}\n\n{STATUS_DETAIL}",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
