@@ -10,9 +10,12 @@ import datetime as dt
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlops_spark.errors import MlopsError, UsageError, root_cause
+
+if TYPE_CHECKING:
+    from mlops_spark.config import AppConfig
 
 DEFAULT_CONF = "conf/flights.yml"
 
@@ -200,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _status(config: Any, limit: int) -> int:
+def _status(config: AppConfig, limit: int) -> int:
+    """`mlops-spark status`: the latest runs, lost ones with what was committed since."""
     from mlops_spark.catalog import Catalog
     from mlops_spark.runs import job_status, render_status
 
