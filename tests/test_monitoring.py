@@ -314,17 +314,18 @@ def test_status_from_configured_thresholds(spark: SparkSession) -> None:
     got = df.transform(with_status(thresholds))
     expected = spark.createDataFrame(
         [
-            ("psi", 0.05, 0.1, 0.25, "ok"),
-            ("psi", 0.15, 0.1, 0.25, "warn"),
-            ("psi", 0.3, 0.1, 0.25, "alert"),
-            ("areaUnderROC", 0.7, 0.65, 0.6, "ok"),
-            ("areaUnderROC", 0.62, 0.65, 0.6, "warn"),
-            ("areaUnderROC", 0.5, 0.65, 0.6, "alert"),
-            ("chi2", 1e6, None, None, "ok"),
+            ("psi", 0.05, 0.1, 0.25, "ok", "fixed"),
+            ("psi", 0.15, 0.1, 0.25, "warn", "fixed"),
+            ("psi", 0.3, 0.1, 0.25, "alert", "fixed"),
+            ("areaUnderROC", 0.7, 0.65, 0.6, "ok", "fixed"),
+            ("areaUnderROC", 0.62, 0.65, 0.6, "warn", "fixed"),
+            ("areaUnderROC", 0.5, 0.65, 0.6, "alert", "fixed"),
+            ("chi2", 1e6, None, None, "ok", None),
         ],
-        "metric string, value double, warn_threshold double, alert_threshold double, status string",
+        "metric string, value double, warn_threshold double, alert_threshold double, status string, "
+        "threshold_source string",
     )
-    assertDataFrameEqual(got, expected)
+    assertDataFrameEqual(got.drop("relative"), expected)  # relative needs calibrated limits
 
 
 def test_column_thresholds_replace_the_metric_default_for_that_column_only(spark: SparkSession) -> None:
@@ -353,18 +354,18 @@ def test_column_thresholds_replace_the_metric_default_for_that_column_only(spark
     got = df.transform(with_status(mon.thresholds, mon.column_thresholds))
     expected = spark.createDataFrame(
         [
-            ("wx_temp", "psi", 1.5, 2.0, 5.0, "ok"),
-            ("wx_temp", "psi", 6.0, 2.0, 5.0, "alert"),
-            ("dep_hour", "psi", 1.5, 0.1, 0.25, "alert"),
-            ("noisy", "psi", 9.0, None, None, "ok"),
-            ("score", "mean", 0.35, 0.4, 0.3, "warn"),
-            ("score", "psi", 0.3, 0.1, 0.25, "alert"),
-            (None, "areaUnderROC", 0.5, 0.65, 0.6, "alert"),
+            ("wx_temp", "psi", 1.5, 2.0, 5.0, "ok", "column"),
+            ("wx_temp", "psi", 6.0, 2.0, 5.0, "alert", "column"),
+            ("dep_hour", "psi", 1.5, 0.1, 0.25, "alert", "fixed"),
+            ("noisy", "psi", 9.0, None, None, "ok", "column"),
+            ("score", "mean", 0.35, 0.4, 0.3, "warn", "column"),
+            ("score", "psi", 0.3, 0.1, 0.25, "alert", "fixed"),
+            (None, "areaUnderROC", 0.5, 0.65, 0.6, "alert", "fixed"),
         ],
         "column string, metric string, value double, warn_threshold double, alert_threshold double, "
-        "status string",
+        "status string, threshold_source string",
     )
-    assertDataFrameEqual(got, expected)
+    assertDataFrameEqual(got.drop("relative"), expected)
 
 
 # --------------------------------------------------------------------------- canary and A/B

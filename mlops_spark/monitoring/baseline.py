@@ -40,7 +40,7 @@ from mlops_spark.catalog import Catalog
 from mlops_spark.config import AppConfig
 from mlops_spark.lake import TableRef
 from mlops_spark.metrics import higher_is_better, task_metrics
-from mlops_spark.monitoring.calibration import Calibration, Limits, calibrate, quantile
+from mlops_spark.monitoring.calibration import Calibration, Limits, calibrate, describe_short, quantile
 from mlops_spark.monitoring.drift import drift_metrics
 from mlops_spark.monitoring.profile import (
     CategoricalProfile,
@@ -234,6 +234,9 @@ def baseline_for(
         f"{ref.describe()}: monitoring baseline built in {took:.0f}s ({len(baseline.drift.limits)} "
         f"calibrated drift limits, {len(baseline.quality)} quality limits) and kept with its run"
     )
+    short = describe_short(baseline.drift, config.monitoring.calibration.min_chunks)
+    if short:
+        say(f"{ref.describe()}: {short}")
     return baseline, reads
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mlops_spark.config import CalibrationConfig
@@ -74,6 +74,9 @@ class Calibration:
     """Calibrated limits by (column, metric, window_days)."""
 
     limits: Mapping[Key, Limits]
+    short: Mapping[Key, int] = field(default_factory=dict)
+    """Keys measured on fewer than ``min_chunks`` finite reference chunks (the count): they
+    keep the fixed thresholds. Not saved: only the build reports it."""
 
     def get(self, column: str, metric: str, window: int) -> Limits | None:
         return self.limits.get((column, metric, window))
@@ -108,4 +111,21 @@ def calibrate(
                 float(r["value"])
             )
     limits = {key: lim for key, vs in values.items() if (lim := limits_of(vs, settings)) is not None}
-    return Calibration(limits)
+    short = {
+        key: sum(1 for v in vs if math.isfinite(v)) for key, vs in values.items() if key not in limits
+    }
+    return Calibration(limits, short)
+
+
+def describe_short(calibration: Calibration, min_chunks: int, shown: int = 3) -> str | None:
+    """One line on the (column, metric, window) keys left with fixed thresholds, or None."""
+    if not calibration.short:
+        return None
+    columns = sorted({c for c, _, _ in calibration.short})
+    fewest = min(calibration.short.values())
+    names = ", ".join(columns[:shown]) + (f" and {len(columns) - shown} more" if len(columns) > shown else "")
+    return (
+        f"{len(calibration.short)} drift limit(s) of {names} kept the fixed thresholds: "
+        f"as few as {fewest} reference chunk(s) with a value, fewer than "
+        f"monitoring.calibration.min_chunks={min_chunks} (a longer reference, or a smaller min_chunks)"
+    )
