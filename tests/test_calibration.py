@@ -207,9 +207,9 @@ def test_causes_rank_columns_by_their_own_reference_spread() -> None:
 def monitored(spark: SparkSession, flights_lake: FlightsLake, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """The shared flights lake's two weeks scored and monitored (train 01-01..10, test 11..14)."""
     lake_copy = flights_lake.copy_to(tmp_path_factory.mktemp("calibration"))
-    # ten training days; the rolling rates have no value on the first (no history), so nine
-    # chunks: fewer than the default min_chunks of 10 would leave them uncalibrated
-    config = lake_copy.config(**{"monitoring.calibration.min_chunks": 8})
+    # a small lake: ten training days (the rolling rates have no value on the first, so nine
+    # chunks) and four holdout days, fewer than the default min_chunks of 10
+    config = lake_copy.config(**{"monitoring.calibration.min_chunks": 4})
     score(config, JobArgs(start=FLIGHT_DAYS[0], end=FLIGHT_DAYS[1]), spark)
     run = monitor(config, JobArgs(), spark)
     table = spark.read.format("delta").load(tbl(config, "monitoring.flights_delay").path)
@@ -230,7 +230,10 @@ def test_days_the_champion_was_trained_on_never_alert(monitored) -> None:  # typ
     shown = ["date", "column", "slice", "window_days", "metric", "value", "alert_threshold"]
     shown += ["threshold_source"]
     assert flagged.empty, flagged[shown].to_string()
-    assert (calibrated.relative.notna()).all()
+    # relative is in units of the reference's own spread: none where every chunk was equal
+    # (e.g. no nulls in any reference day), and there the limits are equal too
+    flat = calibrated[calibrated.relative.isna()]
+    assert len(flat) < len(calibrated) / 2 and (flat.warn_threshold == flat.alert_threshold).all()
     # limits differ by column: one fixed PSI threshold for all of them was the old behaviour
     psi = calibrated[(calibrated.metric == "psi") & (calibrated.window_days == 1)]
     assert psi.groupby("column").alert_threshold.first().nunique() > 3
@@ -252,6 +255,14 @@ def test_the_baseline_is_kept_with_the_models_run_and_reused(  # type: ignore[no
     assert baseline.probability is not None and baseline.probability.target == "positive"
     assert 0.5 < baseline.holdout["areaUnderROC"] < 1.0
     assert {k[0] for k in baseline.drift.limits} >= {"probability", "wx_temp", "dep_hour"}
+    # quality limits per slice, each from its own days on the holdout
+    auc = {s: lim for (s, m), lim in baseline.quality.items() if m == "areaUnderROC"}
+    assert "all" in auc and any(s.startswith("carrier=") for s in auc)
+    assert all(lim.chunks == 4 for lim in auc.values())
+    one_carrier = next(s for s in auc if s.startswith("carrier="))
+    assert auc[one_carrier].alert != auc["all"].alert
+    again = Baseline.from_json(json.loads(json.dumps(baseline.to_json())))
+    assert again.quality == baseline.quality and again.drift.limits == baseline.drift.limits
 
     # a monitoring table written before calibration (no relative / threshold_source) takes
     # the new columns on the next run; its old rows keep nulls there

@@ -42,12 +42,14 @@ from mlops_spark.lake import TableRef
 from mlops_spark.metrics import higher_is_better, task_metrics
 from mlops_spark.monitoring.calibration import Calibration, Limits, calibrate, describe_short, quantile
 from mlops_spark.monitoring.drift import drift_metrics
+from mlops_spark.monitoring.frames import SLICE
 from mlops_spark.monitoring.profile import (
     CategoricalProfile,
     NumericProfile,
     ReferenceProfile,
     profile_reference,
 )
+from mlops_spark.monitoring.quality import realised_quality
 from mlops_spark.outputs import PREDICTION, PROBABILITIES, PROBABILITY
 from mlops_spark.registry import ModelRef
 from mlops_spark.scoring import prepare_scorer
@@ -55,7 +57,7 @@ from mlops_spark.scoring import prepare_scorer
 log = logging.getLogger(__name__)
 
 ARTIFACT = "monitoring/baseline.json"
-FORMAT = 1
+FORMAT = 2  # 2: quality limits per slice
 
 
 # --------------------------------------------------------------------------- probability calibration
@@ -107,8 +109,10 @@ class Baseline:
     fingerprint: str
     profile: ReferenceProfile
     drift: Calibration
-    quality: Mapping[str, Limits] = field(default_factory=dict)
-    """Realised-quality limits by metric (from the holdout's days)."""
+    quality: Mapping[tuple[str, str], Limits] = field(default_factory=dict)
+    """Realised-quality limits by (slice, metric), from the holdout's days: each slice is
+    judged by its own day-to-day spread (a carrier with 40 flights a day has a far noisier
+    daily AUC than all flights together)."""
     holdout: Mapping[str, float] = field(default_factory=dict)
     """The holdout's realised quality over all its rows (what estimates are compared with)."""
     probability: ProbabilityCalibration | None = None
@@ -120,7 +124,9 @@ class Baseline:
             "fingerprint": self.fingerprint,
             "profile": profile_to_json(self.profile),
             "drift": self.drift.to_json(),
-            "quality": {m: asdict(lim) for m, lim in self.quality.items()},
+            "quality": [
+                {"slice": s, "metric": m, **asdict(lim)} for (s, m), lim in sorted(self.quality.items())
+            ],
             "holdout": dict(self.holdout),
             "probability": asdict(self.probability) if self.probability else None,
         }
@@ -133,7 +139,12 @@ class Baseline:
             fingerprint=str(data["fingerprint"]),
             profile=profile_from_json(data["profile"]),
             drift=Calibration.from_json(data["drift"]),
-            quality={m: Limits(**v) for m, v in data.get("quality", {}).items()},
+            quality={
+                (str(q["slice"]), str(q["metric"])): Limits(
+                    float(q["warn"]), float(q["alert"]), float(q["mean"]), float(q["std"]), int(q["chunks"])
+                )
+                for q in data.get("quality", [])
+            },
             holdout={k: float(v) for k, v in data.get("holdout", {}).items()},
             probability=ProbabilityCalibration(tuple(prob["x"]), tuple(prob["y"]), prob["target"])
             if prob
@@ -183,6 +194,7 @@ def fingerprint(config: AppConfig, ref: ModelRef, numeric: Sequence[str], catego
         "windows": sorted(mon.windows),
         "reference": [mon.reference, str(mon.baseline)],
         "calibration": mon.calibration.model_dump(mode="json"),
+        "slices": list(mon.slices),
         "estimation": mon.estimation.model_dump(mode="json"),
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
@@ -232,7 +244,8 @@ def baseline_for(
     took = (dt.datetime.now() - started).total_seconds()
     say(
         f"{ref.describe()}: monitoring baseline built in {took:.0f}s ({len(baseline.drift.limits)} "
-        f"calibrated drift limits, {len(baseline.quality)} quality limits) and kept with its run"
+        f"calibrated drift limits, {len(baseline.quality)} quality limits over "
+        f"{len({s for s, _ in baseline.quality})} slice(s)) and kept with its run"
     )
     short = describe_short(baseline.drift, config.monitoring.calibration.min_chunks)
     if short:
@@ -313,7 +326,7 @@ def _holdout(
     test_range: tuple[dt.date, dt.date] | None,
     version: int | None,
     reads: list[TableRef],
-) -> tuple[dict[str, Limits], dict[str, float], ProbabilityCalibration | None]:
+) -> tuple[dict[tuple[str, str], Limits], dict[str, float], ProbabilityCalibration | None]:
     """Quality limits from the holdout's days, its overall quality, and the probability
     calibration fitted on it (nothing when there is no label or no holdout row)."""
     spec, mon = config.features, config.monitoring
@@ -327,13 +340,14 @@ def _holdout(
         overall = {r["metric"]: float(r["value"]) for r in task_metrics(scored, task, label).collect()}
         if not overall.get("rows"):
             return {}, {}, None
-        quality: dict[str, Limits] = {}
+        quality: dict[tuple[str, str], Limits] = {}
         if mon.calibration.enabled and mon.calibration.quality:
-            per_day = task_metrics(scored, task, label, [date_col]).select("metric", "value").collect()
-            values: dict[str, list[float]] = {}
-            for r in per_day:
-                values.setdefault(str(r["metric"]), []).append(float(r["value"]))
-            for metric, vs in values.items():
+            per_day = realised_quality(scored, task, label, [date_col], mon.slices)
+            values: dict[tuple[str, str], list[float]] = {}
+            for r in per_day.select(SLICE, "metric", "value").collect():
+                if r["value"] is not None:
+                    values.setdefault((str(r[SLICE]), str(r["metric"])), []).append(float(r["value"]))
+            for (slice_, metric), vs in values.items():
                 if metric in (
                     "rows",
                     "positive_rate",
@@ -344,7 +358,7 @@ def _holdout(
                     continue
                 lim = _quality_limits(vs, metric, mon.calibration)
                 if lim is not None:
-                    quality[metric] = lim
+                    quality[(slice_, metric)] = lim
         probability = _fit_probability(scored, task, label, mon.estimation.max_rows, config.split.seed)
     finally:
         scored.unpersist()

@@ -116,10 +116,10 @@ def version_parts(
     for (column, metric, window), lim in baseline.drift.limits.items():
         out.limits.append((version, "drift", column, ALL, metric, window, lim, "above"))
     if label is not None:
-        for metric, lim in baseline.quality.items():
+        for (slice_, metric), lim in baseline.quality.items():
             direction = "below" if higher_is_better(metric) else "above"
             for kind in ("quality", ESTIMATED):
-                out.limits.append((version, kind, label, ALL, metric, 1, lim, direction))
+                out.limits.append((version, kind, label, slice_, metric, 1, lim, direction))
     return out
 
 
