@@ -194,6 +194,27 @@ def main() -> None:
     print("Recall on changed (column, day) pairs and false-alert rate on untouched ones (alert level)")
     print(_markdown(table))
 
+    # per column: how much of its spread is between days (the std of the daily means over the
+    # std of all rows): a column that is one value a day moves by 1σ from day to day anyway
+    spread = {}
+    for column in profile.numeric:
+        p = profile.numeric[column]
+        daily = reference.groupBy(date_col).agg(F.avg(column).alias("m")).agg(F.stddev_pop("m")).first()
+        spread[column] = float(daily[0]) / p.std if daily and daily[0] is not None and p.std > 0 else None
+    by_column = []
+    for column in [*numeric, *categorical]:
+        sub = hits[hits.column == column]
+        crow: dict[str, Any] = {"column": column, "daily spread": spread.get(column)}
+        for variant in order:
+            v = sub[sub.variant == variant]
+            crow[variant] = float(any_metric(v, "calibrated").mean()) if len(v) else float("nan")
+        crow["false alerts"] = float(any_metric(base[base.column == column], "calibrated").mean())
+        by_column.append(crow)
+    columns_table = pd.DataFrame(by_column).sort_values("daily spread", na_position="last")
+    print()
+    print("Per column (any metric): recall by change, false alerts, and its daily spread")
+    print(_markdown(columns_table))
+
     quality = _estimation(spark, config, untouched, label, date_col)
     if quality is not None:
         print()
@@ -207,6 +228,7 @@ def main() -> None:
         json.dumps(
             {
                 "table": table.to_dict("records"),
+                "columns": columns_table.to_dict("records"),
                 "quality": quality.to_dict("records") if quality is not None else None,
                 "days": [str(start), str(end)],
                 "features": f"{ref.name} v{ref.version}",
