@@ -143,7 +143,9 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_report_is_one_self_contained_file(page: Path) -> None:
     text = page.read_text()
     sources = re.findall(r'src="([^"]+)"', text)
-    assert len(sources) == 6  # drift heatmap, drift lines, histograms, quality, slices, canary
+    # estimated vs realised quality, drift heatmap, drift lines, histograms, quality, slices, canary
+    assert len(sources) == 7
+    assert "areaUnderROC: estimated vs realised" in text
     assert all(s.startswith("data:image/png;base64,") for s in sources)
     assert "http://" not in text and "https://" not in text and "<link" not in text
     # the newest partition's flagged rows are listed with their status
@@ -178,5 +180,5 @@ def test_report_renders_in_headless_chromium(page: Path, tmp_path: Path) -> None
     charts = re.search(r'data-charts="(\d+)"', dom.stdout)
     rendered = re.search(r'data-charts-rendered="(\d+)"', dom.stdout)
     assert charts and rendered, dom.stdout[:500]
-    assert int(charts.group(1)) == int(rendered.group(1)) == 6
+    assert int(charts.group(1)) == int(rendered.group(1)) == 7
     assert re.search(r'<div id="render-check"></div>', dom.stdout), "the page reports broken charts"
