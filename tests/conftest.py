@@ -29,6 +29,14 @@ os.environ.setdefault("MLOPS_SPARK_LOG_LEVEL", "ERROR")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
 
+def child_environ(**extra: str) -> dict[str, str]:
+    """The environment for a job a test runs as a subprocess: this one's, without the
+    MLFLOW_TRACKING_URI that MLflow exports when a fixture in this process points it at a
+    store (a child would take it as the user's and use that store instead of its own)."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return {**env, **extra}
+
+
 @pytest.fixture(scope="session")
 def spark() -> Iterator[SparkSession]:
     session = get_spark(

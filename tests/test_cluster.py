@@ -22,7 +22,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from .conftest import FLIGHTS_CONF, ROOT, run_in_own_group
+from .conftest import FLIGHTS_CONF, ROOT, child_environ, run_in_own_group
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e]
 
@@ -92,7 +92,7 @@ def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClu
     state = tmp_path_factory.mktemp("local-cluster")
     master, master_ui, worker_ui, mlflow = free_ports(4)
     env = {
-        **os.environ,
+        **child_environ(),
         "LOCAL_CLUSTER_DIR": str(state),
         "SPARK_MASTER_PORT": str(master),
         "SPARK_MASTER_WEBUI_PORT": str(master_ui),
@@ -245,7 +245,7 @@ def test_start_refuses_a_busy_port_and_leaves_nothing_running(tmp_path: Path) ->
         port = busy.getsockname()[1]
         master_ui, mlflow = free_ports(2)
         env = {
-            **os.environ,
+            **child_environ(),
             "LOCAL_CLUSTER_DIR": str(tmp_path / "state"),
             "SPARK_MASTER_PORT": str(port),
             "SPARK_MASTER_WEBUI_PORT": str(master_ui),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -16,7 +15,7 @@ from pyspark.sql import functions as F
 
 from mlops_spark.cli import main as cli_main
 
-from .conftest import FLIGHTS_CONF, ROOT, flights_overrides
+from .conftest import FLIGHTS_CONF, ROOT, child_environ, flights_overrides
 
 pytestmark = pytest.mark.e2e
 
@@ -32,7 +31,7 @@ SMALL_RUN = [
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MLOPS_SPARK_LOG_LEVEL": "ERROR", "PYTHONPATH": str(ROOT)}
+    env = {**child_environ(), "MLOPS_SPARK_LOG_LEVEL": "ERROR", "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "mlops_spark.cli", *args],
         cwd=cwd,
@@ -93,7 +92,7 @@ def test_pipeline_runs_twice_without_duplicates(spark: SparkSession, tmp_path: P
     blocks = readme_python_blocks()
     assert blocks
     for block in blocks:
-        env = {**os.environ, "MLOPS_SPARK_LOG_LEVEL": "ERROR", "PYTHONPATH": str(ROOT)}
+        env = {**child_environ(), "MLOPS_SPARK_LOG_LEVEL": "ERROR", "PYTHONPATH": str(ROOT)}
         ran = subprocess.run(
             [sys.executable, "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200
         )

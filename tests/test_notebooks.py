@@ -4,7 +4,6 @@ or featurise, 02 trains two more models beside the lake's champion)."""
 
 from __future__ import annotations
 
-import os
 import runpy
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from .conftest import ROOT, FlightsLake, flights_overrides
+from .conftest import ROOT, FlightsLake, child_environ, flights_overrides
 
 pytestmark = pytest.mark.e2e
 
@@ -127,7 +126,7 @@ def test_a_notebook_runs_as_a_plain_python_script(
     tmp_path: Path, lake_root: str, mlflow_store: dict[str, str]
 ) -> None:
     out = tmp_path / "out"
-    env = {**os.environ, **widgets(lake_root, mlflow_store, out), "MLOPS_SPARK_LOG_LEVEL": "ERROR"}
+    env = {**child_environ(), **widgets(lake_root, mlflow_store, out), "MLOPS_SPARK_LOG_LEVEL": "ERROR"}
     env["MLOPS_NB_FROM"] = env["MLOPS_NB_TO"] = "2013-01-02"
     env.pop("PYSPARK_GATEWAY_PORT", None)
     result = subprocess.run(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
+from .conftest import ROOT, child_environ
 
 CRON = ROOT / "scheduling" / "cron.example"
 DAG = ROOT / "scheduling" / "airflow_dag.py"
@@ -112,7 +112,7 @@ def test_airflow_dagbag_imports_the_dag(tmp_path: Path) -> None:
     if python is None:
         pytest.skip("Airflow is not installed here; set MLOPS_SPARK_AIRFLOW_PYTHON to a python that has it")
     env = {
-        **os.environ,
+        **child_environ(),
         "AIRFLOW_HOME": str(tmp_path),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "MLOPS_SPARK_HOME": str(ROOT),

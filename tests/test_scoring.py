@@ -36,7 +36,7 @@ from mlops_spark.jobs.score import score
 from mlops_spark.jobs.train import train
 from mlops_spark.scoring import ModelInputMissingError
 
-from .conftest import ROOT, tbl
+from .conftest import ROOT, child_environ, tbl
 
 MODEL = "toy_delay"
 DAY0 = dt.date(2024, 3, 1)
@@ -493,7 +493,7 @@ def test_feature_table_without_a_model_input_fails_clearly(
 
 
 def cli_process(conf: str, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "MLOPS_SPARK_LOG_LEVEL": "ERROR", "PYTHONPATH": str(ROOT)}
+    env = {**child_environ(), "MLOPS_SPARK_LOG_LEVEL": "ERROR", "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
         [sys.executable, "-m", "mlops_spark.cli", "score", "--conf", conf, *args],
         cwd=ROOT,

@@ -18,7 +18,7 @@ from mlops_spark.errors import ConfigError, UsageError
 from mlops_spark.submit.flags import job_resources, master_kind, parse_args, resource_flags
 from mlops_spark.submit.packaging import available_jobs, build_package, package_path, source_digest
 
-from .conftest import FLIGHTS_CONF, ROOT, run_in_own_group
+from .conftest import FLIGHTS_CONF, ROOT, child_environ, run_in_own_group
 
 SUBMIT = ROOT / "spark-submit.sh"
 JOBS = available_jobs(ROOT)
@@ -33,7 +33,7 @@ def free_port() -> int:
 def submit(
     *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: int = 120
 ) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "MLOPS_SPARK_LOG_LEVEL": "ERROR", **(env or {})}
+    full_env = {**child_environ(), "MLOPS_SPARK_LOG_LEVEL": "ERROR", **(env or {})}
     for key in ("SPARK_MASTER", "MLFLOW_TRACKING_URI", "PYSPARK_GATEWAY_PORT", "PYSPARK_PYTHON"):
         if env is None or key not in env:
             full_env.pop(key, None)
@@ -361,7 +361,7 @@ def test_package_is_built_once_and_importable_on_its_own(tmp_path: Path) -> None
             "import mlops_spark.jobs.score as m, mlops_spark; print(mlops_spark.__file__)",
         ],
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(package)},
+        env={**child_environ(), "PYTHONPATH": str(package)},
         capture_output=True,
         text=True,
         timeout=120,
