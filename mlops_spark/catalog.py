@@ -10,7 +10,7 @@ Layout under ``lake.root``::
     bronze/<source table>       silver/<source table>       quarantine/<source table>
     quarantine/<table>_undated  features/<features.name>    predictions/<model or scoring.table>
     predictions/<..>_shadow     monitoring/<..>             monitoring/<segmented model>_segments
-    ops/jobs                    reports/<model>/
+    ops/jobs  ops/job_starts    reports/<model>/
 """
 
 from __future__ import annotations
@@ -144,8 +144,13 @@ class Catalog:
 
     # -- operations ---------------------------------------------------------------------------
     def jobs(self) -> Table:
-        """The jobs audit table: one row per job run."""
+        """The jobs audit table: one row per ended job run (its outcome)."""
         return self._table("ops", "jobs", partitioned=False)
+
+    def job_starts(self) -> Table:
+        """One ``running`` row per job run, appended as it starts (host, process id): a run
+        here with no row in `jobs` is still running, or was killed (`mlops_spark.runs`)."""
+        return self._table("ops", "job_starts", partitioned=False)
 
     def reports(self) -> str:
         """The folder of the monitoring reports of the configured model."""

@@ -36,16 +36,18 @@ JOBS: dict[str, str] = {
 
 STATUS_HELP = "The latest job runs from the jobs audit table; a run whose process died shows as lost."
 STATUS_DETAIL = """\
-A run's row is 'running' from its start until it records its outcome. When its process
-is gone from this host the row shows as 'lost', with the run id and each table's version
-committed since it started. Rows written on other hosts cannot be checked from here.
+A run is 'running' from its start (ops/job_starts) until it records its outcome (ops/jobs).
+When its process is gone from this host before that, it shows as 'lost', with the run id
+and each table's version committed since it started. Runs started on other hosts cannot
+be checked from here.
 """
 
 EPILOG = """\
 Every job reads its settings from a use-case YAML file layered as
   <conf dir>/base.yml < --conf FILE < <conf dir>/<env>.yml < --set / --set-replace
-and has one row in the jobs audit table (<lake.root>/ops/jobs): 'running' from its
-start, then its outcome ('mlops-spark status' shows runs whose process died as 'lost').
+records its start in <lake.root>/ops/job_starts and its outcome as its one row in the
+jobs audit table <lake.root>/ops/jobs ('mlops-spark status' shows a run whose process
+died before its outcome as 'lost').
 Overrides apply in command-line order; values are YAML. Mappings merge key by key,
 lists and scalars replace:
   --set model.params={maxIter: 50}          maxIter becomes 50, the file's other params stay

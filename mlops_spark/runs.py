@@ -1,9 +1,10 @@
 """Job runs as the jobs audit table records them, including the ones whose process is gone.
 
-A run's row says ``running`` (with its host and process id) until the run replaces it with
-its outcome (`mlops_spark.runtime`). A process killed in between (SIGKILL, the OOM killer,
-a lost node) leaves it ``running`` for ever: `run_state` calls such a row ``lost`` when
-its process is no longer on this host. A row from another host cannot be checked from
+A run appends a ``running`` row (with its host and process id) to ``ops.job_starts`` as it
+starts and its outcome to ``ops.jobs`` as it ends (`mlops_spark.runtime`). A process killed
+in between (SIGKILL, the OOM killer, a lost node) has a start and no outcome, so it reads as
+``running`` for ever: `run_state` calls such a run ``lost`` when its process is no longer
+on this host. A row from another host cannot be checked from
 here and stays ``running``. For a lost run, `commits_since` says what the use case's
 tables committed after it started, marking the commits whose userMetadata names the run
 (the score job's do), so an operator knows what state the run left the lake in.
@@ -20,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from mlops_spark import lake
@@ -94,20 +95,34 @@ def _headline(row: dict[str, Any]) -> str:
     return text.splitlines()[0] if text else ""
 
 
+def _audit_frame(spark: SparkSession, table: Table) -> DataFrame | None:
+    if not lake.exists(spark, table):
+        return None
+    df = spark.read.format("delta").load(table.path)
+    for column in ("host", "pid"):  # a table written before runs recorded their process
+        if column not in df.columns:
+            df = df.withColumn(column, F.lit(None))
+    return df
+
+
 def recent_runs(
     spark: SparkSession,
     jobs: Table,
+    starts: Table,
     limit: int,
     here: str | None = None,
     alive: Callable[[int], bool] = process_alive,
 ) -> list[RunStatus]:
-    """The ``limit`` latest runs of the jobs audit table, newest first."""
-    if not lake.exists(spark, jobs):
+    """The ``limit`` latest runs, newest first: the ended ones of the jobs audit table and
+    the started ones of ``starts`` (``ops.job_starts``) that have no outcome there."""
+    ended = _audit_frame(spark, jobs)
+    started = _audit_frame(spark, starts)
+    if started is not None:
+        open_ = started if ended is None else started.join(ended.select("run_id"), "run_id", "left_anti")
+        ended = open_ if ended is None else ended.unionByName(open_, allowMissingColumns=True)
+    df = ended
+    if df is None:
         return []
-    df = spark.read.format("delta").load(jobs.path)
-    for column in ("host", "pid"):  # a table written before runs recorded their process
-        if column not in df.columns:
-            df = df.withColumn(column, F.lit(None))
     rows = [r.asDict(recursive=True) for r in df.orderBy(F.col("started_at").desc()).limit(limit).collect()]
     host = here or socket.gethostname()
     return [
@@ -172,7 +187,7 @@ def job_status(config: AppConfig, limit: int = 20, spark: SparkSession | None = 
     """The latest runs, each lost one with what the tables committed after it started."""
     spark = spark or get_spark(config.spark, app_name="mlops-spark-status")
     catalog = Catalog(config)
-    runs = recent_runs(spark, catalog.jobs(), limit)
+    runs = recent_runs(spark, catalog.jobs(), catalog.job_starts(), limit)
     tables = use_case_tables(catalog)
     out = []
     for run in runs:
@@ -215,7 +230,8 @@ def render_status(runs: Sequence[RunStatus], jobs_path: str) -> str:
         lines.append(line(row))
         if run.state == LOST:
             lines.append(
-                f"  ! {run.job} run {run.run_id} died without closing its row (process {run.pid} is gone)"
+                f"  ! {run.job} run {run.run_id} died without recording its outcome "
+                f"(process {run.pid} is gone)"
             )
             if run.commits:
                 lines += [f"    committed since it started: {c.describe()}" for c in run.commits]

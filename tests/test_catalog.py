@@ -32,6 +32,7 @@ def test_catalog_names_every_table_of_a_use_case(flights_config: AppConfig) -> N
     assert catalog.monitoring().path == f"{root}/monitoring/flights_delay"
     assert catalog.segments().name == "monitoring.flights_delay_by_carrier_segments"
     assert catalog.jobs() == Table("ops.jobs", f"{root}/ops/jobs", None)
+    assert catalog.job_starts() == Table("ops.job_starts", f"{root}/ops/job_starts", None)
     assert catalog.reports() == f"{root}/reports/flights_delay"
     assert catalog.table("silver.weather") == catalog.silver("weather")
     assert catalog.table("predictions.other").partitioned

@@ -22,7 +22,7 @@ from mlops_spark.config import AppConfig
 from mlops_spark.runs import LOST, job_status, process_alive, render_status, run_state
 from mlops_spark.runtime import JobContext, run_job
 
-from .conftest import FLIGHTS_CONF, ROOT, flights_overrides
+from .conftest import FLIGHTS_CONF, ROOT, child_environ, flights_overrides
 
 
 def a_dead_pid() -> int:
@@ -73,7 +73,7 @@ def test_a_sigkilled_job_shows_as_lost_with_what_it_committed(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     sets = [*flights_overrides(lake_root, mlflow_store), "spark.master=local[1]"]
-    env = {**os.environ, "MLOPS_SPARK_LOG_LEVEL": "ERROR", "PYTHONPATH": str(ROOT)}
+    env = {**child_environ(), "MLOPS_SPARK_LOG_LEVEL": "ERROR", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-c", HANGING_JOB, str(FLIGHTS_CONF), *sets],
         cwd=tmp_path,
@@ -132,7 +132,7 @@ def test_a_sigkilled_job_shows_as_lost_with_what_it_committed(
     assert lost.started_at <= commit.at <= dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
     text = render_status(list(runs.values()), Catalog(flights_config).jobs().path)
-    assert f"! score run {run_id} died without closing its row (process {proc.pid} is gone)" in text
+    assert f"! score run {run_id} died without recording its outcome (process {proc.pid} is gone)" in text
     assert f"    committed since it started: {predictions.name} v0 (WRITE at " in text
     assert "UTC, by this run)" in text
 
@@ -143,7 +143,7 @@ def test_a_sigkilled_job_shows_as_lost_with_what_it_committed(
     row = next(ln for ln in out.splitlines() if ln.startswith(run_id))
     assert row.split()[1:3] == ["score", "lost"]
     assert f"{socket.gethostname()}:{proc.pid}" in row
-    assert f"! score run {run_id} died without closing its row" in out
+    assert f"! score run {run_id} died without recording its outcome" in out
     assert next(ln for ln in out.splitlines() if ln.startswith(finished.run_id)).split()[1:3] == [
         "features",
         "ok",

@@ -112,18 +112,22 @@ def test_root_cause_of_a_plain_python_error_is_its_first_line() -> None:
     assert root_cause(KeyboardInterrupt()) == "KeyboardInterrupt"
 
 
-def test_a_run_is_running_in_the_audit_table_while_its_body_runs_then_one_closed_row(
+def test_a_run_is_running_in_job_starts_while_its_body_runs_then_has_one_outcome_row(
     spark: SparkSession, flights_config: AppConfig
 ) -> None:
     import os
     import socket
 
-    jobs = Catalog(flights_config).jobs()
+    catalog = Catalog(flights_config)
     seen: list[dict[str, object]] = []
+    outcome_during: list[object] = []
 
     def body(ctx: JobContext) -> None:
-        rows = spark.read.format("delta").load(jobs.path).where(F.col("run_id") == ctx.run_id).collect()
-        seen.extend(r.asDict() for r in rows)
+        rows = spark.read.format("delta").load(catalog.job_starts().path)
+        seen.extend(r.asDict() for r in rows.where(F.col("run_id") == ctx.run_id).collect())
+        if lake.exists(spark, catalog.jobs()):
+            ended = spark.read.format("delta").load(catalog.jobs().path)
+            outcome_during.extend(ended.where(F.col("run_id") == ctx.run_id).collect())
 
     run = run_job("watched", flights_config, {}, body, spark)
     (during,) = seen
@@ -134,15 +138,21 @@ def test_a_run_is_running_in_the_audit_table_while_its_body_runs_then_one_closed
         None,
     )
     assert (during["host"], during["pid"]) == (socket.gethostname(), os.getpid())
-    after = spark.read.format("delta").load(jobs.path).where(F.col("run_id") == run.run_id).collect()
+    assert outcome_during == []
+    ended = spark.read.format("delta").load(catalog.jobs().path)
+    after = ended.where(F.col("run_id") == run.run_id).collect()
     assert len(after) == 1
     assert (after[0]["status"], after[0]["started_at"]) == ("ok", during["started_at"])
     assert after[0]["ended_at"] >= after[0]["started_at"] and after[0]["pid"] == os.getpid()
+    starts = spark.read.format("delta").load(catalog.job_starts().path).where(F.col("run_id") == run.run_id)
+    assert starts.count() == 1  # the start row stays as it was
 
 
-def test_concurrent_runs_each_close_their_own_row(spark: SparkSession, flights_config: AppConfig) -> None:
-    """Runs that start and end at once (appends racing merges on the one audit table) each
-    end with exactly one closed row: Delta's conflicts are retried, none is lost."""
+def test_concurrent_runs_each_record_their_own_outcome(
+    spark: SparkSession, flights_config: AppConfig
+) -> None:
+    """Runs that start and end at once (appends racing on the two audit tables, the first
+    ones creating them) each end with exactly one start row and one outcome row."""
     from concurrent.futures import ThreadPoolExecutor
 
     def one(n: int) -> str:
@@ -153,3 +163,7 @@ def test_concurrent_runs_each_close_their_own_row(spark: SparkSession, flights_c
     audit = spark.read.format("delta").load(Catalog(flights_config).jobs().path)
     rows = sorted((r["run_id"], r["status"]) for r in audit.collect())
     assert rows == sorted((run_id, "ok") for run_id in run_ids)
+    starts = spark.read.format("delta").load(Catalog(flights_config).job_starts().path)
+    assert sorted((r["run_id"], r["status"]) for r in starts.collect()) == sorted(
+        (run_id, "running") for run_id in run_ids
+    )

@@ -32,7 +32,6 @@ from mlops_spark.lake.tables import (
     read_table,
     require_columns,
     restore_version,
-    upsert_rows,
     write_partitions,
 )
 
@@ -56,6 +55,5 @@ __all__ = [
     "read_table",
     "require_columns",
     "restore_version",
-    "upsert_rows",
     "write_partitions",
 ]

@@ -227,34 +227,6 @@ def append_rows(df: DataFrame, table: Table, attempts: int = 5) -> WriteResult:
     return last_commit(df.sparkSession, table)
 
 
-def upsert_rows(df: DataFrame, table: Table, key: str, attempts: int = 5) -> WriteResult:
-    """Replace the rows whose ``key`` matches one of ``df``'s, insert the others, in one
-    commit (for logs whose rows change state, such as a job run going from running to ok).
-
-    The table is unpartitioned, so a concurrent append (another job starting) makes Delta
-    refuse the merge; it is retried, and merging the same rows again is harmless.
-    """
-    if not exists(df.sparkSession, table):
-        return append_rows(df, table, attempts)
-    for attempt in range(1, attempts + 1):
-        try:
-            (
-                DeltaTable.forPath(df.sparkSession, table.path)
-                .alias("t")
-                .merge(df.alias("s"), f"t.`{key}` = s.`{key}`")
-                .whenMatchedUpdateAll()
-                .whenNotMatchedInsertAll()
-                .withSchemaEvolution()  # new columns of df are added, as append's mergeSchema does
-                .execute()
-            )
-            break
-        except Exception as exc:  # only Delta's conflicts are retried; the rest is re-raised
-            if attempt == attempts or not is_write_conflict(exc):
-                raise
-            time.sleep(0.2 * attempt)
-    return last_commit(df.sparkSession, table)
-
-
 def ensure_partitioned_table(
     spark: SparkSession, table: Table, schema: T.StructType, wait_seconds: float = 60.0
 ) -> None:
