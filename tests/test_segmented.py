@@ -591,3 +591,30 @@ def test_one_model_per_carrier_on_real_flights(spark: SparkSession, flights_copy
     assert predictions.count() == feature_rows.count() > 5000
     assert predictions.join(feature_rows, "flight_id", "left_anti").count() == 0
     assert Path(Catalog(config).segments().path).exists()
+
+
+def test_the_pipeline_skips_segmented_scoring_when_the_gate_refuses_the_first_model(
+    spark: SparkSession, flights_copy: FlightsLake, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A refused first segmented model leaves nothing to score with: the pipeline says so and
+    goes on (it used to fail score_segmented with 'no alias @champion')."""
+    from mlops_spark.jobs.pipeline import segmented_steps
+
+    config = flights_copy.config(
+        **{
+            "split.train.to": "2013-01-05",
+            "split.test.from": "2013-01-06",
+            "split.test.to": "2013-01-07",
+            "promotion.thresholds.areaUnderROC": 0.99,
+        }
+    )
+    assert config.segmented is not None
+    runs = segmented_steps(config, spark)
+    assert [r.job for r in runs] == ["train_segmented", "promote_segmented"]
+    assert runs[1].result.decision == "refused"
+    err = capsys.readouterr().err
+    assert (
+        "== score_segmented: skipped, flights_delay_by_carrier has no @champion (its gate refused it)" in err
+    )
+    derived = segmented_app_config(config)
+    assert not lake.exists(spark, Catalog(derived).predictions())

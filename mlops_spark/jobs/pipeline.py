@@ -54,18 +54,7 @@ def pipeline(
         progress("== train: a champion exists; retraining is the retrain job's call (below)")
     progress("== score")
     done.append(score(config, JobArgs(maintenance=args.maintenance), spark))
-    if config.segmented is not None:
-        from mlops_spark.jobs.promote_segmented import promote_segmented
-        from mlops_spark.jobs.score_segmented import score_segmented
-        from mlops_spark.jobs.train_segmented import train_segmented
-
-        if not _has_champion(config, config.segmented.model_name):
-            progress("== train_segmented")
-            done.append(train_segmented(config, JobArgs(), spark))
-            progress("== promote_segmented")
-            done.append(promote_segmented(config, JobArgs(), spark))
-        progress("== score_segmented")
-        done.append(score_segmented(config, JobArgs(), spark))
+    done += segmented_steps(config, spark)
     progress("== monitor")
     done.append(monitor(config, JobArgs(), spark))
     progress("== retrain")
@@ -73,6 +62,30 @@ def pipeline(
     took = time.time() - started
     print(pipeline_summary(done, took), flush=True)
     progress(f"== pipeline done in {took:.0f}s: " + " -> ".join(c.job for c in done))
+    return done
+
+
+def segmented_steps(config: AppConfig, spark: SparkSession) -> list[JobRun[Any]]:
+    """The segmented model's train and promote (when it has no champion yet) and score; its
+    score is skipped, with a line that says so, when the gate refused its first model."""
+    if config.segmented is None:
+        return []
+    from mlops_spark.jobs.promote_segmented import promote_segmented
+    from mlops_spark.jobs.score_segmented import score_segmented
+    from mlops_spark.jobs.train_segmented import train_segmented
+
+    done: list[JobRun[Any]] = []
+    name = config.segmented.model_name
+    if not _has_champion(config, name):
+        progress("== train_segmented")
+        done.append(train_segmented(config, JobArgs(), spark))
+        progress("== promote_segmented")
+        done.append(promote_segmented(config, JobArgs(), spark))
+    if _has_champion(config, name):
+        progress("== score_segmented")
+        done.append(score_segmented(config, JobArgs(), spark))
+    else:  # its gate refused the first model: nothing to score with; the flow goes on
+        progress(f"== score_segmented: skipped, {name} has no @{config.scoring.alias} (its gate refused it)")
     return done
 
 
