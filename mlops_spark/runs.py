@@ -115,12 +115,11 @@ def recent_runs(
 ) -> list[RunStatus]:
     """The ``limit`` latest runs, newest first: the ended ones of the jobs audit table and
     the started ones of ``starts`` (``ops.job_starts``) that have no outcome there."""
-    ended = _audit_frame(spark, jobs)
-    started = _audit_frame(spark, starts)
-    if started is not None:
-        open_ = started if ended is None else started.join(ended.select("run_id"), "run_id", "left_anti")
-        ended = open_ if ended is None else ended.unionByName(open_, allowMissingColumns=True)
-    df = ended
+    ended, started = _audit_frame(spark, jobs), _audit_frame(spark, starts)
+    df: DataFrame | None = ended if ended is not None else started
+    if ended is not None and started is not None:
+        unfinished = started.join(ended.select("run_id"), "run_id", "left_anti")
+        df = ended.unionByName(unfinished, allowMissingColumns=True)
     if df is None:
         return []
     rows = [r.asDict(recursive=True) for r in df.orderBy(F.col("started_at").desc()).limit(limit).collect()]

@@ -76,12 +76,14 @@ def segmented_steps(config: AppConfig, spark: SparkSession) -> list[JobRun[Any]]
 
     done: list[JobRun[Any]] = []
     name = config.segmented.model_name
-    if not _has_champion(config, name):
+    has_champion = _has_champion(config, name)
+    if not has_champion:
         progress("== train_segmented")
         done.append(train_segmented(config, JobArgs(), spark))
         progress("== promote_segmented")
         done.append(promote_segmented(config, JobArgs(), spark))
-    if _has_champion(config, name):
+        has_champion = _has_champion(config, name)  # the gate may refuse, or wait for approval
+    if has_champion:
         progress("== score_segmented")
         done.append(score_segmented(config, JobArgs(), spark))
     else:  # its gate refused the first model: nothing to score with; the flow goes on

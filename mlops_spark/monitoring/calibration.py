@@ -111,9 +111,7 @@ def calibrate(
                 float(r["value"])
             )
     limits = {key: lim for key, vs in values.items() if (lim := limits_of(vs, settings)) is not None}
-    short = {
-        key: sum(1 for v in vs if math.isfinite(v)) for key, vs in values.items() if key not in limits
-    }
+    short = {key: sum(1 for v in vs if math.isfinite(v)) for key, vs in values.items() if key not in limits}
     return Calibration(limits, short)
 
 

@@ -133,7 +133,8 @@ def null_rates(
     return _long(joined, keys, {"null_rate": rate, "null_rate_delta": np.abs(rate - ref_rate)})
 
 
-def _numeric_reference(profile: ReferenceProfile) -> pd.DataFrame:
+def numeric_reference(profile: ReferenceProfile) -> pd.DataFrame:
+    """(column, bucket, coarse, ref_n, ref_total): the reference's counts per grid bucket."""
     rows = [
         (p.column, k, p.coarse[k], n, total)
         for p in profile.numeric.values()
@@ -150,7 +151,7 @@ def numeric_drift(
     present = hist[hist[BUCKET].notna()].rename(columns={N: "cur_n", TOTAL: "cur_total"})
     present = present.astype({BUCKET: "int64"})
     groups = hist[keys].drop_duplicates()
-    grid = groups.merge(_numeric_reference(profile), on=COLUMN).merge(
+    grid = groups.merge(numeric_reference(profile), on=COLUMN).merge(
         present[[*keys, BUCKET, "cur_n", "cur_total"]], on=[*keys, BUCKET], how="left"
     )
     grid["cur_n"] = grid["cur_n"].fillna(0).astype(float)
@@ -232,19 +233,20 @@ def numeric_drift(
     )
 
 
+def categorical_reference(profile: ReferenceProfile) -> pd.DataFrame:
+    """(column, category, bin, ref_n): the reference's count of every category, with its bin."""
+    rows = [
+        (p.column, cat, p.bin_of(cat), n) for p in profile.categorical.values() for cat, n in p.counts.items()
+    ]
+    return pd.DataFrame(rows, columns=[COLUMN, "category", BIN, "ref_n"])
+
+
 def categorical_drift(
     hist: pd.DataFrame, profile: ReferenceProfile, group_cols: Sequence[str], leave_out: bool = False
 ) -> pd.DataFrame:
     """Every categorical drift metric from (group..., column, category, n) histograms."""
     keys = [*group_cols, COLUMN]
-    ref = pd.DataFrame(
-        [
-            (p.column, cat, p.bin_of(cat), n)
-            for p in profile.categorical.values()
-            for cat, n in p.counts.items()
-        ],
-        columns=[COLUMN, "category", BIN, "ref_n"],
-    )
+    ref = categorical_reference(profile)
     ref_bins = ref.groupby([COLUMN, BIN], sort=False).agg(ref_n=("ref_n", "sum")).reset_index()
     present = hist[hist["category"].notna()].merge(
         ref[[COLUMN, "category", BIN]].rename(columns={BIN: "__bin"}), on=[COLUMN, "category"], how="left"

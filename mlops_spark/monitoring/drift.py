@@ -47,7 +47,13 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from mlops_spark.errors import JobFailed
-from mlops_spark.monitoring.divergence import categorical_drift, numeric_drift, rolling_histograms
+from mlops_spark.monitoring.divergence import (
+    categorical_drift,
+    categorical_reference,
+    numeric_drift,
+    numeric_reference,
+    rolling_histograms,
+)
 from mlops_spark.monitoring.frames import (
     BIN,
     BUCKET,
@@ -62,19 +68,14 @@ from mlops_spark.monitoring.profile import ReferenceProfile
 
 
 def _numeric_reference_frame(spark: SparkSession, profile: ReferenceProfile) -> DataFrame:
-    rows = []
-    for p in profile.numeric.values():
-        for k, (n, total) in enumerate(zip(p.counts, p.totals, strict=True)):
-            rows.append((p.column, k, p.coarse[k], n, total))
     schema = "column string, bucket int, coarse int, ref_n long, ref_total double"
-    return spark.createDataFrame(rows, schema)
+    return spark.createDataFrame(numeric_reference(profile), schema)
 
 
 def _categorical_reference_frame(spark: SparkSession, profile: ReferenceProfile) -> DataFrame:
-    rows = [
-        (p.column, cat, p.bin_of(cat), n) for p in profile.categorical.values() for cat, n in p.counts.items()
-    ]
-    return spark.createDataFrame(rows, "column string, category string, bin string, ref_n long")
+    return spark.createDataFrame(
+        categorical_reference(profile), "column string, category string, bin string, ref_n long"
+    )
 
 
 def drift_metrics(
