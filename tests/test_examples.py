@@ -18,6 +18,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from mlops_spark import lake, registry
+from mlops_spark.caching import session_caches
 from mlops_spark.catalog import Catalog
 from mlops_spark.config import load_config
 from mlops_spark.jobs.args import JobArgs
@@ -76,7 +77,14 @@ def test_example_runs_the_whole_pipeline_from_its_yaml(
             "monitoring.report=false",
         ],
     )
+    cached_before = session_caches(spark).other
     runs = pipeline(config, JobArgs(), spark)
+    # every stage released what it cached: a long session (a notebook, years of days) keeps
+    # none of it; Delta keeps one snapshot state per table, of its latest version only
+    after = session_caches(spark)
+    assert after.other == cached_before
+    ours = {p: v for p, v in after.delta_snapshots.items() if str(tmp_path) in p}
+    assert ours and all(len(versions) == 1 for versions in ours.values()), ours
     assert [r.job for r in runs] == [
         "ingest",
         "validate",

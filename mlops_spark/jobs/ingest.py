@@ -6,6 +6,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from mlops_spark import lake
+from mlops_spark.caching import persisted
 from mlops_spark.config import AppConfig
 from mlops_spark.jobs.args import JobArgs
 from mlops_spark.lake import WriteResult
@@ -37,30 +38,29 @@ def ingest(
                 if rng is None or not lake.exists(ctx.spark, bronze):
                     ctx.wrote(lake.overwrite_table(df, bronze, f"ingest run {ctx.run_id}"))
                 continue
-            source_rows = df.withColumn(date_col, F.expr(spec.date_expr)).persist()
-            undated = source_rows.where(F.col(date_col).isNull())
-            if rng is None:
-                landed = land_undated(ctx, table, undated, spec.date_expr)
-                if landed is not None:
-                    ctx.wrote(landed)
-            elif missing := undated.count():
-                ctx.say(
-                    f"{bronze.name}: {missing:,} source row(s) have no date ({spec.date_expr} is null); "
-                    f"an ingest without --date/--from lands them in {ctx.catalog.undated(table).name}"
+            with persisted(df.withColumn(date_col, F.expr(spec.date_expr))) as source_rows:
+                undated = source_rows.where(F.col(date_col).isNull())
+                if rng is None:
+                    landed = land_undated(ctx, table, undated, spec.date_expr)
+                    if landed is not None:
+                        ctx.wrote(landed)
+                elif missing := undated.count():
+                    ctx.say(
+                        f"{bronze.name}: {missing:,} source row(s) have no date ({spec.date_expr} is null); "
+                        f"an ingest without --date/--from lands them in {ctx.catalog.undated(table).name}"
+                    )
+                dated = source_rows.where(
+                    lake.partition_filter(date_col, date_range=rng) if rng else F.col(date_col).isNotNull()
                 )
-            dated = source_rows.where(
-                lake.partition_filter(date_col, date_range=rng) if rng else F.col(date_col).isNotNull()
-            )
-            dates = [r[0] for r in dated.select(date_col).distinct().collect() if r[0] is not None]
-            if dates:
-                ctx.wrote(lake.write_partitions(dated, bronze, dates, f"ingest run {ctx.run_id}"))
-            else:
-                ctx.say(
-                    f"{bronze.name}: the source has no rows for {rng[0]}..{rng[1]}"
-                    if rng
-                    else f"{bronze.name}: source is empty"
-                )
-            source_rows.unpersist()
+                dates = [r[0] for r in dated.select(date_col).distinct().collect() if r[0] is not None]
+                if dates:
+                    ctx.wrote(lake.write_partitions(dated, bronze, dates, f"ingest run {ctx.run_id}"))
+                else:
+                    ctx.say(
+                        f"{bronze.name}: the source has no rows for {rng[0]}..{rng[1]}"
+                        if rng
+                        else f"{bronze.name}: source is empty"
+                    )
         names = tuple(w.name for w in ctx.writes if w.name.startswith("bronze."))
         ctx.say(f"bronze tables: {', '.join(names) or 'none written'}")
         return IngestResult(names)
