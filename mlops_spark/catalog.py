@@ -15,6 +15,7 @@ Layout under ``lake.root``::
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from mlops_spark.config import AppConfig
@@ -72,12 +73,25 @@ class Table:
         return cls(name or path, path, Partitioning(date_column) if date_column else None)
 
 
+def absolute_location(path: str) -> str:
+    """A relative local path made absolute against this process's working directory; URIs
+    (``s3a://``, ``file:/``, ``dbfs:/``) and absolute paths as they are.
+
+    Spark resolves a relative path against the JVM's working directory, which is the
+    directory the session started in: after an ``os.chdir`` (a notebook, a test) Python and
+    the JVM would disagree on where ``./lake`` is, and the tables would land in one place
+    and the reports in another. Every location Python hands to Spark goes through here."""
+    if ":" in path.split("/", 1)[0] or os.path.isabs(path):
+        return path
+    return os.path.abspath(path)
+
+
 class Catalog:
     """The tables of one use case (from its config)."""
 
     def __init__(self, config: AppConfig) -> None:
         self.config = config
-        self.root = config.lake.root.rstrip("/")
+        self.root = absolute_location(config.lake.root).rstrip("/")
 
     # -- plumbing -----------------------------------------------------------------------------
     def _table(self, layer: str, name: str, partitioned: bool, date_column: str | None = None) -> Table:
@@ -103,7 +117,9 @@ class Catalog:
         spec = self.config.source.tables[table]
         assert spec.path is not None
         part = Partitioning(self.config.lake.date_column, spec.date_expr) if spec.date_expr else None
-        return Table(f"bronze.{table}", spec.path.rstrip("/"), part, spec.version, foreign=True)
+        return Table(
+            f"bronze.{table}", absolute_location(spec.path).rstrip("/"), part, spec.version, foreign=True
+        )
 
     def silver(self, table: str) -> Table:
         return self._table("silver", table, self._source_dated(table))

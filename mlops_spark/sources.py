@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from mlops_spark.catalog import absolute_location
 from mlops_spark.config import SourceConfig
 from mlops_spark.errors import SPARK_ERRORS, ConfigError, JobFailed, describe_error
 
@@ -77,7 +78,7 @@ class FileSource:
         self.folder = folder
 
     def read(self, spark: SparkSession, table: str) -> DataFrame:
-        base = Path(self.folder)
+        base = Path(absolute_location(self.folder))
         parquet, csv = base / f"{table}.parquet", base / f"{table}.csv"
         if parquet.exists():
             return spark.read.parquet(str(parquet))
@@ -105,7 +106,7 @@ class DeltaSource:
         if spec.version is not None:
             reader = reader.option("versionAsOf", spec.version)
         try:
-            return reader.load(spec.path)
+            return reader.load(absolute_location(spec.path))
         except SPARK_ERRORS as exc:
             raise JobFailed(
                 f"source.tables.{table}: no readable Delta table at {spec.path} ({describe_error(exc)})"

@@ -4,18 +4,34 @@ partition policy that validate, features, score and monitor share."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.testing import assertDataFrameEqual
 
 from mlops_spark import lake
-from mlops_spark.catalog import Catalog, Partitioning, Table
-from mlops_spark.config import AppConfig
+from mlops_spark.catalog import Catalog, Partitioning, Table, absolute_location
+from mlops_spark.config import AppConfig, load_config
 from mlops_spark.errors import ConfigError, JobFailed, NothingInRangeError
 from mlops_spark.partition_policy import chunked, describe_dates, select_partitions
 
+from .conftest import FLIGHTS_CONF
+
 D = [dt.date(2020, 1, d) for d in range(1, 6)]
+
+
+def test_relative_locations_are_made_absolute_against_pythons_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The JVM resolves a relative path against the directory the session started in, so
+    after a chdir the catalog hands Spark the path Python means."""
+    monkeypatch.chdir(tmp_path)
+    config = load_config(FLIGHTS_CONF, "local", ["lake.root=./lake"])
+    assert Catalog(config).features().path == f"{tmp_path}/lake/features/flights"
+    assert Catalog(config).reports() == f"{tmp_path}/lake/reports/flights_delay"
+    for kept in ("s3a://bucket/lake", "file:/data/lake", "dbfs:/lake", "/data/lake"):
+        assert absolute_location(kept) == kept
 
 
 def test_catalog_names_every_table_of_a_use_case(flights_config: AppConfig) -> None:
