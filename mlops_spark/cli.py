@@ -1,17 +1,20 @@
 """`mlops-spark <job>`: argument parsing only, then a job function.
 
-Exit codes: 0 done (or nothing to do), 1 the job failed, 2 bad usage or config.
+Exit codes: 0 done (or nothing to do), 1 the job failed, 2 bad usage or config,
+3 ``monitor --fail-on-alert`` found an alert on the newest partition it monitored.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from mlops_spark import logs
 from mlops_spark.errors import MlopsError, UsageError, root_cause
 
 if TYPE_CHECKING:
@@ -34,6 +37,9 @@ JOBS: dict[str, str] = {
     "pipeline": "Run ingest -> validate -> features -> train -> promote -> score -> monitor -> retrain.",
 }
 
+ENV_OVERRIDES = {"MLFLOW_TRACKING_URI": "mlflow.tracking_uri", "MLOPS_SPARK_MASTER": "spark.master"}
+"""Environment variables that win over a config key at run time (--print-config says so)."""
+
 STATUS_HELP = "The latest job runs from the jobs audit table; a run whose process died shows as lost."
 STATUS_DETAIL = """\
 A run is 'running' from its start (ops/job_starts) until it records its outcome (ops/jobs).
@@ -52,7 +58,8 @@ Overrides apply in command-line order; values are YAML. Mappings merge key by ke
 lists and scalars replace:
   --set model.params={maxIter: 50}          maxIter becomes 50, the file's other params stay
   --set-replace model.params={maxIter: 50}  model.params is exactly {maxIter: 50}
-Exit codes: 0 done or nothing to do, 1 job failed, 2 bad usage or config.
+Exit codes: 0 done or nothing to do, 1 job failed, 2 bad usage or config,
+3 monitor --fail-on-alert: the newest monitored partition has an alert.
 Example: mlops-spark pipeline --conf conf/flights.yml --env local
 """
 
@@ -126,6 +133,24 @@ def _config_arguments(p: argparse.ArgumentParser) -> None:
         help="override one config value whole, dropping what the layers below set there "
         "(repeatable), e.g. --set-replace 'model.params={maxIter: 20}'",
     )
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config, each value with the file or override that set it, and exit",
+    )
+    p.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help="the jobs' log on stderr (default: $MLOPS_LOG_LEVEL or INFO); "
+        "Spark's own is $MLOPS_SPARK_LOG_LEVEL",
+    )
+    p.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="text lines, or one JSON object per line with job and run_id "
+        "(default: $MLOPS_LOG_FORMAT or text)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"mlops-spark {_version()}")
     sub = parser.add_subparsers(dest="job", metavar="<job>", parser_class=_Parser)
     for job, help_text in JOBS.items():
         p = sub.add_parser(
@@ -157,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
             )
         if job == "retrain":
             p.add_argument("--dry-run", action="store_true", help="decide and report; move nothing")
+        if job == "monitor":
+            p.add_argument(
+                "--fail-on-alert",
+                action="store_true",
+                help="exit 3 when the newest partition this run monitored has an alert (for schedulers)",
+            )
         if job in ("promote", "promote_segmented"):
             g = p.add_mutually_exclusive_group()
             g.add_argument(
@@ -223,18 +255,28 @@ def _job_function(job: str) -> Callable[..., Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    log = logging.getLogger(logs.LOGGER)
     try:
+        logs.configure()  # $MLOPS_LOG_LEVEL / $MLOPS_LOG_FORMAT until the flags are parsed
         ns = parser.parse_args(argv)
+        if ns.job:
+            logs.configure(ns.log_level, ns.log_format)
         if not ns.job:
             parser.print_help()
             return 2
-        from mlops_spark.config import load_config
+        from mlops_spark.config import load_config_with_origins, render_with_origins
         from mlops_spark.jobs.args import JobArgs
 
         overrides = list(ns.overrides)
         if getattr(ns, "method", None):
             overrides.append(f"scoring.method={ns.method}")
-        config = load_config(ns.conf, ns.env, overrides)
+        config, origins = load_config_with_origins(ns.conf, ns.env, overrides)
+        if ns.print_config:
+            print(render_with_origins(config, origins), flush=True)
+            for var, key in ENV_OVERRIDES.items():
+                if os.environ.get(var):
+                    print(f"# at run time ${var}={os.environ[var]} wins over {key}", flush=True)
+            return 0
         if ns.job == "status":
             return _status(config, ns.limit)
         args = JobArgs(
@@ -252,23 +294,46 @@ def main(argv: Sequence[str] | None = None) -> int:
             maintenance=getattr(ns, "maintenance", False),
         )
     except UsageError as exc:
-        print(f"mlops-spark: error: {exc}", file=sys.stderr)
+        log.error(f"mlops-spark: error: {exc}")
         return 2
     try:
-        _job_function(ns.job)(config, args)
+        run = _job_function(ns.job)(config, args)
     except UsageError as exc:
-        print(f"mlops-spark {ns.job}: error: {exc}", file=sys.stderr)
+        log.error(f"mlops-spark {ns.job}: error: {exc}")
         return 2
     except MlopsError as exc:
-        print(f"mlops-spark {ns.job}: failed: {exc}", file=sys.stderr)
+        log.error(f"mlops-spark {ns.job}: failed: {exc}")
         return 1
     except KeyboardInterrupt:
-        print(f"mlops-spark {ns.job}: interrupted", file=sys.stderr)
+        log.error(f"mlops-spark {ns.job}: interrupted")
         return 130
     except Exception as exc:
-        print(f"mlops-spark {ns.job}: failed: {root_cause(exc)}", file=sys.stderr)
+        log.error(f"mlops-spark {ns.job}: failed: {root_cause(exc)}")
         return 1
+    if getattr(ns, "fail_on_alert", False) and run.result.newest_alerts:
+        result = run.result
+        log.error(
+            f"mlops-spark monitor: {result.newest_alerts} alert(s) on {result.newest} "
+            "(--fail-on-alert: exit 3)"
+        )
+        return 3
     return 0
+
+
+def _version() -> str:
+    """This package's version and the stack's it runs on (read from the installed
+    distributions: nothing is imported, no JVM starts)."""
+    from importlib import metadata
+
+    from mlops_spark import __version__
+
+    stack = []
+    for dist in ("pyspark", "delta-spark", "mlflow"):
+        try:
+            stack.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            stack.append(f"{dist} not installed")
+    return f"{__version__} ({', '.join(stack)})"
 
 
 def entry_point() -> None:

@@ -96,6 +96,10 @@ class MonitorResult:
     alerts: int = 0
     warnings: int = 0
     report: str | None = None
+    newest: dt.date | None = None
+    """The newest partition this run monitored."""
+    newest_alerts: int = 0
+    """Alerts on ``newest`` (``monitor --fail-on-alert`` exits 3 when there are any)."""
 
 
 @dataclass(frozen=True)

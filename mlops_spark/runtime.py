@@ -17,9 +17,7 @@ import datetime as dt
 import json
 import os
 import socket
-import sys
 import time
-import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +31,7 @@ from mlops_spark.catalog import Catalog
 from mlops_spark.config import AppConfig
 from mlops_spark.errors import MlopsError, root_cause
 from mlops_spark.lake import TableRef, WriteResult
+from mlops_spark.logs import job_logger
 from mlops_spark.session import get_spark
 
 R = TypeVar("R")
@@ -119,17 +118,18 @@ class JobContext:
         return result
 
     def say(self, line: str) -> None:
-        """One line of the job's summary (also printed as progress when it happens)."""
+        """One line of the job's summary (also logged as progress when it happens)."""
         self.lines.append(line)
-        progress(f"[{self.job}] {line}")
+        progress(f"[{self.job}] {line}", job=self.job, run_id=self.run_id)
 
     @property
     def rows_written(self) -> int:
         return sum(w.rows_written for w in self.writes)
 
 
-def progress(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+def progress(line: str, **fields: str) -> None:
+    """A progress line: an INFO record of the jobs' logger (`mlops_spark.logs`), on stderr."""
+    job_logger().info(line, extra=fields)
 
 
 def _audit_row(ctx: JobContext, status: str, error: str | None, summary: str | None) -> dict[str, Any]:
@@ -236,18 +236,18 @@ def run_job(
     try:
         write_audit_start(ctx)
     except Exception as exc:  # the job can still run and record its outcome
-        progress(f"[{job}] could not write the running row: {root_cause(exc)}")
+        job_logger().warning(f"[{job}] could not write the running row: {root_cause(exc)}")
     try:
         result = body(ctx)
     except BaseException as exc:
         headline, message = failure_text(exc)
-        if not isinstance(exc, MlopsError | KeyboardInterrupt):
-            traceback.print_exc(file=sys.stderr)
+        if not isinstance(exc, MlopsError | KeyboardInterrupt):  # not ours: keep its traceback
+            job_logger().error(f"[{job}] {headline}", exc_info=exc, extra={"job": job, "run_id": ctx.run_id})
         summary = summarize(ctx, "FAILED", headline or None)
         try:
             write_audit(ctx, "failed", message[:4000], summary)
         except Exception as audit_exc:  # the job's own error matters more; say why the row is missing
-            progress(f"[{job}] could not write the audit row: {audit_exc}")
+            job_logger().warning(f"[{job}] could not write the audit row: {audit_exc}")
         print(summary, flush=True)
         raise
     summary = summarize(ctx, "ok")

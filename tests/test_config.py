@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from mlops_spark.catalog import Catalog
+from mlops_spark.cli import main as cli_main
 from mlops_spark.config import load_config, parse_override
 from mlops_spark.errors import ConfigError, UsageError
 
@@ -305,3 +306,26 @@ def test_a_bad_estimator_param_fails_before_spark_starts(tmp_path: Path) -> None
     assert out.stderr.startswith(
         "mlops-spark: error: --set model.params.numTrees=3: model.params.numTrees: logistic_regression has no"
     )
+
+
+def test_print_config_shows_each_value_with_the_layer_that_set_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLOPS_SPARK_MASTER", "local[1]")
+    args = ["train", "--conf", str(FLIGHTS_CONF), "--env", "local", "--set", "model.params.maxIter=7"]
+    assert cli_main([*args, "--set-replace", "model.tuning={max_evals: 3}", "--print-config"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    conf_dir = FLIGHTS_CONF.parent
+    for expected in (
+        "model.params.maxIter: 7  # --set model.params.maxIter=7",
+        f"model.params.regParam: 0.001  # {FLIGHTS_CONF}",
+        "model.tuning.max_evals: 3  # --set-replace model.tuning={max_evals: 3}",
+        "model.tuning.parallelism: 1  # default",  # dropped by --set-replace: the framework's default
+        f'lake.root: "./lake"  # {conf_dir / "base.yml"}',
+        f"spark.shuffle_partitions: 8  # {conf_dir / 'local.yml'}",
+        '# at run time $MLOPS_SPARK_MASTER=local[1] wins over spark.master',
+    ):
+        assert expected in lines, expected
+    keys = [line.split(":")[0] for line in lines if not line.startswith("#")]
+    assert len(keys) == len(set(keys)) > 100

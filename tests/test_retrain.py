@@ -11,10 +11,12 @@ from typing import Any
 import mlflow
 import numpy as np
 import pytest
+import yaml
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from mlops_spark import lake, registry
+from mlops_spark.cli import main as cli_main
 from mlops_spark.config import AppConfig, validate_config
 from mlops_spark.jobs.args import JobArgs
 from mlops_spark.jobs.monitor import monitor
@@ -36,45 +38,47 @@ MODEL = "synth_model"
 
 
 def synth_config(lake_root: str, store: dict[str, str]) -> AppConfig:
-    return validate_config(
-        {
-            "project": "synth",
-            "lake": {"root": lake_root},
-            "spark": {"shuffle_partitions": 2},
-            "mlflow": {
-                "tracking_uri": store["tracking_uri"],
-                "artifact_location": store["artifact_location"],
-                "experiment": "synth",
-                "model_name": MODEL,
-            },
-            "features": {
-                "name": "synth",
-                "base_table": "synth",
-                "entity_id": {"name": "id", "expr": "id"},
-                "event_time": "ts",
-                "label": {"name": "label", "expr": "label"},
-            },
-            "model": {
-                "estimator": "logistic_regression",
-                "params": {"maxIter": 20},
-                "categorical": ["cat"],
-                "numeric": ["x1", "x2"],
-            },
-            "split": {
-                "train": {"from": "2024-01-01", "to": "2024-01-10"},
-                "test": {"from": "2024-01-11", "to": "2024-01-14"},
-            },
-            "promotion": {"metric": "areaUnderROC", "thresholds": {"areaUnderROC": 0.55}},
-            "monitoring": {
-                "windows": [],  # rolling windows: tests/test_monitoring.py
-                "slices": ["cat"],
-                "bins": 10,
-                "grid_size": 50,
-                "retrain": {"alerts": 2, "of_last": 4, "metrics": ["areaUnderROC"]},
-                "canary": {"partitions": 3},
-            },
-        }
-    )
+    return validate_config(synth_settings(lake_root, store))
+
+
+def synth_settings(lake_root: str, store: dict[str, str]) -> dict[str, Any]:
+    return {
+        "project": "synth",
+        "lake": {"root": lake_root},
+        "spark": {"shuffle_partitions": 2},
+        "mlflow": {
+            "tracking_uri": store["tracking_uri"],
+            "artifact_location": store["artifact_location"],
+            "experiment": "synth",
+            "model_name": MODEL,
+        },
+        "features": {
+            "name": "synth",
+            "base_table": "synth",
+            "entity_id": {"name": "id", "expr": "id"},
+            "event_time": "ts",
+            "label": {"name": "label", "expr": "label"},
+        },
+        "model": {
+            "estimator": "logistic_regression",
+            "params": {"maxIter": 20},
+            "categorical": ["cat"],
+            "numeric": ["x1", "x2"],
+        },
+        "split": {
+            "train": {"from": "2024-01-01", "to": "2024-01-10"},
+            "test": {"from": "2024-01-11", "to": "2024-01-14"},
+        },
+        "promotion": {"metric": "areaUnderROC", "thresholds": {"areaUnderROC": 0.55}},
+        "monitoring": {
+            "windows": [],  # rolling windows: tests/test_monitoring.py
+            "slices": ["cat"],
+            "bins": 10,
+            "grid_size": 50,
+            "retrain": {"alerts": 2, "of_last": 4, "metrics": ["areaUnderROC"]},
+            "canary": {"partitions": 3},
+        },
+    }
 
 
 def synth_features(spark: SparkSession, late_labels: bool) -> DataFrame:
@@ -105,7 +109,7 @@ def days(first: int, last: int) -> list[dt.date]:
 
 
 def test_alert_triggers_retrain_gate_and_quiet_runs(
-    spark: SparkSession, lake_root: str, mlflow_store: dict[str, str]
+    spark: SparkSession, lake_root: str, mlflow_store: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = synth_config(lake_root, mlflow_store)
     write_features(spark, config, late_labels=True, dates=days(1, DAYS))
@@ -173,6 +177,13 @@ def test_alert_triggers_retrain_gate_and_quiet_runs(
     assert set(LATE) <= set(auc) and max(auc[d] for d in LATE) < 0.6 < min(auc[d] for d in days(1, 14))
     late_auc = table.where(F.col("date").isin(LATE) & (F.col("metric") == "areaUnderROC"))
     assert {r["status"] for r in late_auc.where("kind = 'quality'").collect()} == {"alert"}
+    assert (late.result.newest, late.result.newest_alerts > 0) == (LATE[-1], True)
+    # for a scheduler: the CLI's monitor --fail-on-alert exits 3 on the alerting newest day
+    conf = Path(lake_root).parent / "synth.yml"
+    conf.write_text(yaml.safe_dump(synth_settings(lake_root, mlflow_store)))
+    cli_args = ["monitor", "--conf", str(conf), "--date", str(LATE[-1]), "--fail-on-alert"]
+    assert cli_main(cli_args) == 3
+    assert f"alert(s) on {LATE[-1]} (--fail-on-alert: exit 3)" in capsys.readouterr().err
     # a concept shift leaves the scores' distribution alone: the label-free estimate cannot
     # see it (it stays near the holdout's AUC) - only realised quality can
     estimates = late_auc.where("kind = 'estimated_quality' AND slice = 'all'").collect()
@@ -197,7 +208,7 @@ def test_alert_triggers_retrain_gate_and_quiet_runs(
     assert again.result.decision == "nothing"
     assert len(client.search_model_versions(f"name='{MODEL}'")) == 3
     runs = mlflow.search_runs(experiment_names=["synth"], filter_string="tags.`mlops.job` = 'monitor'")
-    assert len(runs) == 4  # one per monitor run that monitored something; the no-op run logs none
+    assert len(runs) == 5  # one per monitor run that monitored something; the no-op run logs none
     artifacts = client.list_artifacts(runs.iloc[0].run_id, "monitoring")
     assert any(a.path.endswith("monitoring_report.html") for a in artifacts)
     audit = spark.read.format("delta").load(tbl(config, "ops.jobs").path)

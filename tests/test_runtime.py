@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from pathlib import Path
 
@@ -13,11 +14,14 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from mlops_spark import lake
+from mlops_spark import lake, logs
 from mlops_spark.catalog import Catalog
+from mlops_spark.cli import main as cli_main
 from mlops_spark.config import AppConfig
 from mlops_spark.errors import JobFailed, root_cause
 from mlops_spark.runtime import JobContext, run_job
+
+from .conftest import FLIGHTS_CONF
 
 
 def test_successful_job_appends_one_audit_row_with_versions(
@@ -167,3 +171,40 @@ def test_concurrent_runs_each_record_their_own_outcome(
     assert sorted((r["run_id"], r["status"]) for r in starts.collect()) == sorted(
         (run_id, "running") for run_id in run_ids
     )
+
+
+def test_job_lines_are_log_records_as_text_or_json(
+    spark: SparkSession, flights_config: AppConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def body(ctx: JobContext) -> None:
+        ctx.say("step one")
+
+    def boom(ctx: JobContext) -> None:
+        raise ValueError("bad thing")
+
+    try:
+        logs.configure("INFO", "json")
+        capsys.readouterr()
+        ran = run_job("demo", flights_config, {}, body, spark)
+        records = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+        assert [(r["level"], r["message"], r["job"], r["run_id"]) for r in records] == [
+            ("INFO", "[demo] step one", "demo", ran.run_id)
+        ]
+        # an error that is not ours keeps its traceback, in the record
+        with pytest.raises(ValueError):
+            run_job("demo", flights_config, {}, boom, spark)
+        (failed,) = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+        assert failed["level"] == "ERROR" and failed["message"] == "[demo] ValueError: bad thing"
+        assert "Traceback" in failed["exception"] and "raise ValueError" in failed["exception"]
+        # WARNING keeps progress out
+        logs.configure("WARNING", "text")
+        run_job("demo", flights_config, {}, body, spark)
+        assert capsys.readouterr().err == ""
+        # the CLI's own error lines are records too
+        bad = ["train", "--conf", str(FLIGHTS_CONF), "--log-format", "json", "--set", "model.estimatr=gbt"]
+        assert cli_main(bad) == 2
+        (line,) = capsys.readouterr().err.splitlines()
+        error = json.loads(line)
+        assert error["level"] == "ERROR" and "model.estimatr: unknown key" in error["message"]
+    finally:
+        logs.configure()

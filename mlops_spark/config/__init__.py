@@ -9,7 +9,9 @@ from mlops_spark.config.loader import (
     Override,
     config_layers,
     load_config,
+    load_config_with_origins,
     parse_override,
+    render_with_origins,
     resolved_dict,
     validate_config,
 )
@@ -101,7 +103,9 @@ __all__ = [
     "ValidationConfig",
     "config_layers",
     "load_config",
+    "load_config_with_origins",
     "parse_override",
+    "render_with_origins",
     "resolved_dict",
     "validate_config",
 ]

@@ -15,6 +15,7 @@ before Spark starts, with the file that set the key, the key path and what was e
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -188,6 +189,13 @@ def load_config(
     """Read, layer and validate a use case's config. Raises ConfigError on any problem.
 
     ``overrides`` apply in order; a plain string is a ``--set`` (merge) override."""
+    return load_config_with_origins(conf, env, overrides)[0]
+
+
+def load_config_with_origins(
+    conf: str | Path, env: str | None = None, overrides: Iterable[str | Override] = ()
+) -> tuple[AppConfig, dict[_Path, str]]:
+    """`load_config`, and which layer (file or override) set each key path."""
     merged: dict[str, Any] = {}
     where: dict[_Path, str] = {}
     for path in config_layers(conf, env):
@@ -199,7 +207,24 @@ def load_config(
             merged = _replace_at(merged, parts, value, str(override), where)
         else:
             merged = _deep_merge(merged, _nest(parts, value), str(override), where)
-    return validate_config(merged, where, default_origin=str(conf))
+    return validate_config(merged, where, default_origin=str(conf)), where
+
+
+def render_with_origins(config: AppConfig, where: Mapping[_Path, str]) -> str:
+    """Every resolved value as ``key.path: value  # origin``: the file or override that set
+    it, or ``default`` (the framework's own default). Lists and empty mappings are one value."""
+    lines: list[str] = []
+
+    def walk(node: Any, path: _Path) -> None:
+        if isinstance(node, dict) and node:
+            for key, value in node.items():
+                walk(value, (*path, str(key)))
+            return
+        text = json.dumps(node, default=str)
+        lines.append(f"{'.'.join(path)}: {text}  # {where.get(path, 'default')}")
+
+    walk(resolved_dict(config), ())
+    return "\n".join(lines)
 
 
 def validate_config(

@@ -8,6 +8,7 @@ import datetime as dt
 from pyspark.sql import DataFrame, SparkSession
 
 from mlops_spark import lake, registry
+from mlops_spark.caching import persisted
 from mlops_spark.config import AppConfig
 from mlops_spark.errors import JobFailed
 from mlops_spark.jobs.args import JobArgs
@@ -18,7 +19,7 @@ from mlops_spark.monitoring.publish import ReportRun, publish_report
 from mlops_spark.monitoring.reference import monitored_columns, prediction_columns
 from mlops_spark.monitoring.run import VersionParts, monitored_rows, version_parts, versions_of
 from mlops_spark.monitoring.status import LimitRow, limits_frame
-from mlops_spark.monitoring.table import assemble, labels_available, status_counts
+from mlops_spark.monitoring.table import alerts_on, assemble, labels_available, status_counts
 from mlops_spark.monitoring.targets import monitor_targets
 from mlops_spark.results import MonitorResult
 from mlops_spark.runtime import JobContext, JobRun, run_job
@@ -61,81 +62,82 @@ def monitor(
         cfg = for_model(cfg, client, newest.run_id)  # the task the models were trained for
         numeric, categorical = monitored_columns(cfg, feats.schema)
         pred_numeric, pred_categorical = prediction_columns(cfg)
-        current = monitored_rows(cfg, preds, feats, span, [*numeric, *categorical]).persist()
-        parts: list[DataFrame] = []
-        limits: list[LimitRow] = []
-        per_version: dict[int, VersionParts] = {}
-        for version, dates in sorted(by_version.items()):
-            got = version_parts(
-                ctx.spark,
-                cfg,
-                client,
-                version,
-                current,
-                dates,
-                numeric + pred_numeric,
-                categorical + pred_categorical,
-                ctx.say,
-            )
-            for ref in got.reads:
-                ctx.read(ref)
-            parts += got.parts
-            limits += got.limits
-            per_version[version] = got
-        if label is not None:
-            parts.append(labels_available(feats, label, date_col, targets, by_version))
+        with persisted(monitored_rows(cfg, preds, feats, span, [*numeric, *categorical])) as current:
+            parts: list[DataFrame] = []
+            limits: list[LimitRow] = []
+            per_version: dict[int, VersionParts] = {}
+            for version, dates in sorted(by_version.items()):
+                got = version_parts(
+                    ctx.spark,
+                    cfg,
+                    client,
+                    version,
+                    current,
+                    dates,
+                    numeric + pred_numeric,
+                    categorical + pred_categorical,
+                    ctx.say,
+                )
+                for ref in got.reads:
+                    ctx.read(ref)
+                parts += got.parts
+                limits += got.limits
+                per_version[version] = got
+            if label is not None:
+                parts.append(labels_available(feats, label, date_col, targets, by_version))
 
-        champion = registry.try_resolve(client, cfg.mlflow.model_name, cfg.scoring.alias)
-        challenger = registry.try_resolve(client, cfg.mlflow.model_name, registry.CHALLENGER)
-        if mon.canary.enabled and challenger and champion and challenger.version != champion.version:
-            shadow = shadow_score(ctx, cfg.model, feats, challenger, targets)
-            parts += canary_parts(cfg, preds, shadow, feats, targets, challenger, label)
-        if ARM in preds.columns and label is not None:
-            parts.append(
-                ab_part(
-                    current, label, date_col, targets, champion.version if champion else 0, mon.confidence
+            champion = registry.try_resolve(client, cfg.mlflow.model_name, cfg.scoring.alias)
+            challenger = registry.try_resolve(client, cfg.mlflow.model_name, registry.CHALLENGER)
+            if mon.canary.enabled and challenger and champion and challenger.version != champion.version:
+                shadow = shadow_score(ctx, cfg.model, feats, challenger, targets)
+                parts += canary_parts(cfg, preds, shadow, feats, targets, challenger, label)
+            if ARM in preds.columns and label is not None:
+                parts.append(
+                    ab_part(
+                        current, label, date_col, targets, champion.version if champion else 0, mon.confidence
+                    )
+                )
+
+            table = assemble(parts, cfg, ctx.run_id, limits_frame(ctx.spark, limits) if limits else None)
+            result = ctx.wrote(
+                lake.write_partitions(
+                    table,
+                    monitoring,
+                    targets,
+                    f"monitor run {ctx.run_id} from {pred_ref.name}@v{pred_ref.version}",
+                    merge_schema=True,  # tables written before calibration lack relative/threshold_source
                 )
             )
-
-        table = assemble(parts, cfg, ctx.run_id, limits_frame(ctx.spark, limits) if limits else None)
-        result = ctx.wrote(
-            lake.write_partitions(
-                table,
-                monitoring,
-                targets,
-                f"monitor run {ctx.run_id} from {pred_ref.name}@v{pred_ref.version}",
-                merge_schema=True,  # tables written before calibration lack relative/threshold_source
+            written, _ = lake.read_table(ctx.spark, monitoring, version=result.version)
+            counts = status_counts(written, date_col, targets)
+            versions = ", ".join(f"v{v}" for v in sorted(by_version))
+            ctx.say(
+                f"monitored {selection.describe()} of {versions}: "
+                f"{counts.alerts} alert(s), {counts.warnings} warning(s)"
             )
-        )
-        written, _ = lake.read_table(ctx.spark, monitoring, version=result.version)
-        counts = status_counts(written, date_col, targets)
-        versions = ", ".join(f"v{v}" for v in sorted(by_version))
-        ctx.say(
-            f"monitored {selection.describe()} of {versions}: "
-            f"{counts.alerts} alert(s), {counts.warnings} warning(s)"
-        )
-        task = cfg.model.resolved_task
-        run_rows = (
-            written.where(lake.partition_filter(date_col, dates=targets))
-            .drop("computed_at", "run_id", "reference", "model_name")
-            .withColumnRenamed(date_col, "date")
-            .toPandas()
-        )
-        holdouts = {v: dict(p.baseline.holdout) for v, p in per_version.items() if p.baseline}
-        causes = rank_causes(run_rows, task, pred_numeric + pred_categorical, holdouts)
-        for line in summary_lines(causes, task):
-            ctx.say(line)
-        report = None
-        if mon.report:
-            latest = per_version[max(by_version)]
-            assert latest.baseline is not None and latest.rows is not None
-            run = ReportRun(ctx.run_id, max(by_version), targets, counts.alerts, counts.warnings)
-            primary = latest.baseline.holdout.get(PRIMARY_QUALITY[task])
-            report = publish_report(
-                ctx.spark, cfg, written, latest.baseline.profile, latest.rows, run, causes, primary
+            task = cfg.model.resolved_task
+            run_rows = (
+                written.where(lake.partition_filter(date_col, dates=targets))
+                .drop("computed_at", "run_id", "reference", "model_name")
+                .withColumnRenamed(date_col, "date")
+                .toPandas()
             )
-            ctx.say(f"report: {report} (also an MLflow artifact of run monitor-{ctx.run_id})")
-        current.unpersist()
-        return MonitorResult(len(targets), counts.alerts, counts.warnings, report)
+            holdouts = {v: dict(p.baseline.holdout) for v, p in per_version.items() if p.baseline}
+            causes = rank_causes(run_rows, task, pred_numeric + pred_categorical, holdouts)
+            for line in summary_lines(causes, task):
+                ctx.say(line)
+            report = None
+            if mon.report:
+                latest = per_version[max(by_version)]
+                assert latest.baseline is not None and latest.rows is not None
+                run = ReportRun(ctx.run_id, max(by_version), targets, counts.alerts, counts.warnings)
+                primary = latest.baseline.holdout.get(PRIMARY_QUALITY[task])
+                report = publish_report(
+                    ctx.spark, cfg, written, latest.baseline.profile, latest.rows, run, causes, primary
+                )
+                ctx.say(f"report: {report} (also an MLflow artifact of run monitor-{ctx.run_id})")
+        last = targets[-1]
+        last_alerts = alerts_on(run_rows, last)
+        return MonitorResult(len(targets), counts.alerts, counts.warnings, report, last, last_alerts)
 
     return run_job("monitor", config, args.as_dict(), body, spark)

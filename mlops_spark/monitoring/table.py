@@ -7,6 +7,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -149,3 +150,8 @@ def status_counts(
             for r in worst
         ],
     )
+
+
+def alerts_on(rows: pd.DataFrame, day: dt.date) -> int:
+    """Alert rows of one partition in a run's collected monitoring rows (``date`` column)."""
+    return int(((rows["date"] == day) & (rows["status"] == "alert")).sum())
