@@ -132,14 +132,42 @@ def local_defaults(config: SparkConfig) -> dict[str, str]:
         "spark.databricks.delta.snapshotPartitions": "2",
         "spark.databricks.delta.properties.defaults.checkpointInterval": "20",
     }
-    if _LOG4J.exists():
-        opts = f"-Dlog4j2.configurationFile=file:{_LOG4J}"
-        defaults["spark.driver.extraJavaOptions"] = opts
+    if opts := driver_java_options(config):
+        defaults["spark.driver.extraJavaOptions"] = " ".join(opts)
     if config.master.startswith("local"):
         # This machine's hostname resolves to loopback; bind there instead of guessing.
         defaults["spark.driver.host"] = "127.0.0.1"
         defaults["spark.driver.bindAddress"] = "127.0.0.1"
     return defaults
+
+
+def driver_java_options(config: SparkConfig, archive: bool = True) -> list[str]:
+    """The driver JVM's options: the log4j config; in local mode (where the driver is also
+    the only executor) the JIT mode and the class-data-sharing archive, when one exists."""
+    opts = [f"-Dlog4j2.configurationFile=file:{_LOG4J}"] if _LOG4J.exists() else []
+    if config.master.startswith("local"):
+        if config.jit == "quick":
+            opts.append("-XX:TieredStopAtLevel=1")
+        jsa = class_archive()
+        if archive and config.class_data_sharing and jsa.exists():
+            # a stale archive (another JDK or Spark) is skipped by the JVM; say nothing of it
+            opts += [f"-XX:SharedArchiveFile={jsa}", "-Xlog:cds=off", "-Xlog:cds+dynamic=off"]
+    if config.driver_java_options.strip():
+        opts.append(config.driver_java_options.strip())
+    return opts
+
+
+def class_archive() -> Path:
+    """The class-data-sharing archive of this Spark, JDK and venv (a JVM refuses an archive
+    made by another JDK or for another class path, so each combination has its own)."""
+    import hashlib
+
+    import pyspark
+
+    key = "|".join([pyspark.__version__, os.environ.get("JAVA_HOME", ""), sys.prefix, str(_LOG4J)])
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    folder = jars_cache_dir(delta_maven_coordinate()).parent / "cds"
+    return folder / f"spark-{pyspark.__version__}-{digest}.jsa"
 
 
 def get_spark(config: SparkConfig | None = None, app_name: str | None = None) -> SparkSession:
@@ -185,6 +213,49 @@ def _apply_runtime_conf(spark: SparkSession, config: SparkConfig) -> None:
             log.warning("spark conf %s=%s not applied: %s", key, value, describe_error(exc))
 
 
+def _archive_classes() -> None:
+    """``python -m mlops_spark.session --archive-classes``: run a small job that loads what
+    every job loads (Spark SQL, Delta's log and writer, MLlib, Arrow) with the JVM told to
+    write the classes it loaded to an archive at exit; later local starts map it instead of
+    loading and verifying those classes again (bootstrap runs this once)."""
+    import tempfile
+
+    target = class_archive()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(f".{os.getpid()}.partial")
+    config = SparkConfig(master="local[1]", shuffle_partitions=1)
+    opts = [*driver_java_options(config, archive=False), f"-XX:ArchiveClassesAtExit={partial}"]
+    opts += ["-Xlog:cds=off", "-Xlog:cds+dynamic=off"]
+    config = config.model_copy(update={"conf": {"spark.driver.extraJavaOptions": " ".join(opts)}})
+    spark = get_spark(config, app_name="mlops-spark-archive-classes")
+    from pyspark.ml.classification import LogisticRegression
+    from pyspark.ml.feature import VectorAssembler
+
+    with tempfile.TemporaryDirectory() as work:
+        df = spark.range(200).selectExpr("id", "CAST(id % 2 AS DOUBLE) AS label", "DATE'2024-01-01' AS date")
+        df.write.format("delta").partitionBy("date").save(f"{work}/t")
+        back = spark.read.format("delta").load(f"{work}/t")
+        back.groupBy("date").count().toPandas()
+        features = VectorAssembler(inputCols=["id"], outputCol="features").transform(back)
+        LogisticRegression(maxIter=2).fit(features)
+    spark.stop()
+    # the JVM writes the archive as it exits, after this process lets it go
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    if gateway is not None:
+        gateway.shutdown()
+        proc = getattr(gateway, "proc", None)
+        if proc is not None:
+            proc.stdin.close()
+            proc.wait(timeout=300)
+    if partial.exists():
+        partial.replace(target)
+        print(f"class-data-sharing archive: {target} ({target.stat().st_size // 2**20} MiB)")
+    else:
+        print("the JVM wrote no class-data-sharing archive; jobs start without one")
+
+
 def _resolve_jars() -> None:
     """``python -m mlops_spark.session --resolve-jars``: warm Ivy's cache (bootstrap)."""
     spark = get_spark(SparkConfig(master="local[1]"), app_name="mlops-spark-resolve-jars")
@@ -199,3 +270,5 @@ if __name__ == "__main__":
 
     if sys.argv[1:] == ["--resolve-jars"]:
         _resolve_jars()
+    elif sys.argv[1:] == ["--archive-classes"]:
+        _archive_classes()
