@@ -147,7 +147,9 @@ def spark_submit(
     args = [
         str(SUBMIT), job,
         "--master", cluster.master_url,
-        "--driver-memory", "1g", "--executor-memory", "1g", "--executor-cores", "1",
+        # one executor with the worker's two cores: a second executor JVM on a 2-core
+        # machine only adds its own start and JIT warm-up to the driver's
+        "--driver-memory", "1g", "--executor-memory", "1g", "--executor-cores", "2",
         "--no-dynamic-allocation", "--shuffle-partitions", "4",
         "--",
         "--conf", str(FLIGHTS_CONF), "--env", "cluster",
