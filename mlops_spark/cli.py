@@ -259,11 +259,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         logs.configure()  # $MLOPS_LOG_LEVEL / $MLOPS_LOG_FORMAT until the flags are parsed
         ns = parser.parse_args(argv)
-        if ns.job:
-            logs.configure(ns.log_level, ns.log_format)
         if not ns.job:
             parser.print_help()
             return 2
+        logs.configure(ns.log_level, ns.log_format)
         from mlops_spark.config import load_config_with_origins, render_with_origins
         from mlops_spark.jobs.args import JobArgs
 

@@ -55,6 +55,8 @@ DELTA_TRANSITIVE_EXCLUDES = (
 )
 
 _LOG4J = Path(__file__).with_name("log4j2.properties")
+_QUIET_CDS = ("-Xlog:cds=off", "-Xlog:cds+dynamic=off")
+"""The JVM's class-data-sharing messages (classes it skips, a stale archive) stay out of job logs."""
 
 
 def delta_maven_coordinate() -> str:
@@ -151,7 +153,7 @@ def driver_java_options(config: SparkConfig, archive: bool = True) -> list[str]:
         jsa = class_archive()
         if archive and config.class_data_sharing and jsa.exists():
             # a stale archive (another JDK or Spark) is skipped by the JVM; say nothing of it
-            opts += [f"-XX:SharedArchiveFile={jsa}", "-Xlog:cds=off", "-Xlog:cds+dynamic=off"]
+            opts += [f"-XX:SharedArchiveFile={jsa}", *_QUIET_CDS]
     if config.driver_java_options.strip():
         opts.append(config.driver_java_options.strip())
     return opts
@@ -224,8 +226,7 @@ def _archive_classes() -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(f".{os.getpid()}.partial")
     config = SparkConfig(master="local[1]", shuffle_partitions=1)
-    opts = [*driver_java_options(config, archive=False), f"-XX:ArchiveClassesAtExit={partial}"]
-    opts += ["-Xlog:cds=off", "-Xlog:cds+dynamic=off"]
+    opts = [*driver_java_options(config, archive=False), f"-XX:ArchiveClassesAtExit={partial}", *_QUIET_CDS]
     config = config.model_copy(update={"conf": {"spark.driver.extraJavaOptions": " ".join(opts)}})
     spark = get_spark(config, app_name="mlops-spark-archive-classes")
     from pyspark.ml.classification import LogisticRegression
