@@ -20,228 +20,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pyspark.sql import Column
 from pyspark.sql import functions as F
-from pyspark.sql.types import BooleanType, DataType, DoubleType, NumericType, StringType, StructType
+from pyspark.sql.types import StructType
 
 from mlops_spark.compile.common import (
     DEFAULT_MAX_TREE_NODES,
-    NAN,
     CompiledModel,
     NotCompilableError,
     first_argmax,
     sequential_sum,
 )
-
-# --------------------------------------------------------------------------- symbolic values
-
-
-@dataclass(frozen=True)
-class _Scalar:
-    expr: Column
-    dtype: DataType
-    sources: frozenset[str]
-
-
-@dataclass(frozen=True)
-class _Dense:
-    """One vector slot holding ``expr``."""
-
-    expr: Column
-
-    @property
-    def size(self) -> int:
-        return 1
-
-
-@dataclass(frozen=True)
-class _OneHot:
-    """``len(values)`` slots of which at most one is non-zero: slot ``position`` holds
-    ``values[position]``; a position outside the slots (a dropped or invalid category)
-    leaves them all zero."""
-
-    position: Column
-    values: tuple[float, ...]
-
-    @property
-    def size(self) -> int:
-        return len(self.values)
-
-    def slot(self, j: int) -> Column:
-        return F.when(self.position == F.lit(j), F.lit(self.values[j])).otherwise(F.lit(0.0))
-
-
-_Segment = _Dense | _OneHot
-
-
-@dataclass(frozen=True)
-class _Vector:
-    segments: tuple[_Segment, ...]
-    sources: frozenset[str]
-    _slots: list[Column] = field(default_factory=list, compare=False, repr=False)
-
-    @property
-    def size(self) -> int:
-        return sum(s.size for s in self.segments)
-
-    def slot(self, index: int) -> Column:
-        """The expression of one slot (built once, on first use)."""
-        if not self._slots:
-            for seg in self.segments:
-                if isinstance(seg, _Dense):
-                    self._slots.append(seg.expr)
-                else:
-                    self._slots.extend(seg.slot(j) for j in range(seg.size))
-        return self._slots[index]
-
-
-_Value = _Scalar | _Vector
-
-
-def _scalar(env: dict[str, _Value], name: str, stage: str) -> _Scalar:
-    value = env.get(name)
-    if value is None:
-        raise NotCompilableError(f"{stage}: input column {name!r} is not available")
-    if not isinstance(value, _Scalar):
-        raise NotCompilableError(f"{stage}: input column {name!r} is a vector, expected a scalar")
-    return value
-
-
-def _vector(env: dict[str, _Value], name: str, stage: str) -> _Vector:
-    value = env.get(name)
-    if not isinstance(value, _Vector):
-        raise NotCompilableError(
-            f"{stage}: input {name!r} is not a vector assembled by a compilable stage of this pipeline"
-        )
-    return value
-
-
-def _dot(vector: _Vector, coefficients: Sequence[float]) -> Column:
-    """sum_i slot_i * coefficient_i, added left to right in slot order as MLlib's dot
-    product does (a one-hot group contributes its single hot term, precomputed)."""
-    if vector.size != len(coefficients):
-        raise NotCompilableError(
-            f"the model expects {len(coefficients)} features but the pipeline assembles {vector.size}"
-        )
-    total: Column = F.lit(0.0)
-    offset = 0
-    for seg in vector.segments:
-        if isinstance(seg, _Dense):
-            total = total + seg.expr * F.lit(float(coefficients[offset]))
-        else:
-            terms = [
-                v * float(c)
-                for v, c in zip(seg.values, coefficients[offset : offset + seg.size], strict=True)
-            ]
-            hot = F.get(F.array(*[F.lit(t) for t in terms]), seg.position)
-            total = total + F.coalesce(hot, F.lit(0.0))
-        offset += seg.size
-    return total
-
-
-# --------------------------------------------------------------------------- pyspark.ml stages
-
-
-def _in_out(stage: Any) -> list[tuple[str, str]]:
-    if stage.hasParam("inputCols") and stage.isSet(stage.inputCols):
-        return list(zip(stage.getInputCols(), stage.getOutputCols(), strict=True))
-    return [(stage.getInputCol(), stage.getOutputCol())]
-
-
-def _string_indexer(stage: Any, env: dict[str, _Value]) -> None:
-    invalid = stage.getHandleInvalid()
-    if invalid == "skip":
-        raise NotCompilableError("StringIndexer(handleInvalid='skip') drops rows")
-    for (src, dst), labels in zip(_in_out(stage), stage.labelsArray, strict=True):
-        value = _scalar(env, src, "StringIndexer")
-        lookup = F.create_map(*[x for i, label in enumerate(labels) for x in (F.lit(label), F.lit(float(i)))])
-        found = F.try_element_at(lookup, value.expr.cast(StringType()))
-        if invalid == "keep":
-            index = F.coalesce(found, F.lit(float(len(labels))))
-        else:
-            message = F.lit(f"StringIndexer: unseen label in column {src!r} (handleInvalid='error')")
-            index = F.when(found.isNull(), F.raise_error(message)).otherwise(found)
-        env[dst] = _Scalar(index.cast(DoubleType()), DoubleType(), value.sources)
-
-
-def _one_hot_encoder(stage: Any, env: dict[str, _Value]) -> None:
-    keep = stage.getHandleInvalid() == "keep"
-    drop_last = stage.getDropLast()
-    for (src, dst), categories in zip(_in_out(stage), stage.categorySizes, strict=True):
-        value = _scalar(env, src, "OneHotEncoder")
-        label = value.expr.cast(DoubleType())
-        size = categories + (1 if keep else 0) - (1 if drop_last else 0)
-        valid = (label >= F.lit(0.0)) & (label < F.lit(float(categories)))
-        if keep:
-            invalid: Column = F.lit(categories)
-        else:
-            invalid = F.raise_error(F.lit(f"OneHotEncoder: invalid category index in {src!r}")).cast("int")
-        position = F.when(valid, label.cast("int")).otherwise(invalid)
-        env[dst] = _Vector((_OneHot(position, (1.0,) * size),), value.sources)
-
-
-def _imputer(stage: Any, env: dict[str, _Value]) -> None:
-    row = stage.surrogateDF.first()
-    missing = float(stage.getMissingValue())
-    for src, dst in _in_out(stage):
-        value = _scalar(env, src, "Imputer")
-        surrogate = F.lit(float(row[src]))
-        ic = value.expr.cast(DoubleType())
-        imputed = F.when(ic.isNull(), surrogate).when(ic == F.lit(missing), surrogate).otherwise(ic)
-        env[dst] = _Scalar(imputed.cast(value.dtype), value.dtype, value.sources)
-
-
-def _vector_assembler(stage: Any, env: dict[str, _Value]) -> None:
-    invalid = stage.getHandleInvalid()
-    if invalid == "skip":
-        raise NotCompilableError("VectorAssembler(handleInvalid='skip') drops rows")
-    segments: list[_Segment] = []
-    sources: set[str] = set()
-    for name in stage.getInputCols():
-        value = env.get(name)
-        if isinstance(value, _Vector):
-            segments.extend(value.segments)
-        elif isinstance(value, _Scalar) and isinstance(value.dtype, NumericType | BooleanType):
-            x = value.expr.cast(DoubleType())
-            if invalid == "keep":
-                x = F.coalesce(x, F.lit(NAN))
-            else:
-                message = F.lit(f"VectorAssembler: null in column {name!r} (handleInvalid='error')")
-                x = F.when(x.isNull(), F.raise_error(message).cast(DoubleType())).otherwise(x)
-            segments.append(_Dense(x))
-        else:
-            raise NotCompilableError(
-                f"VectorAssembler: input {name!r} is neither numeric nor a compiled vector"
-            )
-        sources |= value.sources
-    env[stage.getOutputCol()] = _Vector(tuple(segments), frozenset(sources))
-
-
-def _standard_scaler(stage: Any, env: dict[str, _Value]) -> None:
-    vector = _vector(env, stage.getInputCol(), "StandardScaler")
-    with_mean, with_std = stage.getWithMean(), stage.getWithStd()
-    mean = [float(v) for v in stage.mean.toArray()]
-    scale = [0.0 if v == 0.0 else 1.0 / float(v) for v in stage.std.toArray()]
-    segments: list[_Segment] = []
-    offset = 0
-    for seg in vector.segments:
-        if isinstance(seg, _OneHot) and not with_mean:
-            hot = tuple(v * scale[offset + j] if with_std else v for j, v in enumerate(seg.values))
-            segments.append(_OneHot(seg.position, hot))
-        else:
-            for j in range(seg.size):
-                x = seg.expr if isinstance(seg, _Dense) else seg.slot(j)
-                if with_mean:
-                    x = x - F.lit(mean[offset + j])
-                if with_std:
-                    x = x * F.lit(scale[offset + j])
-                segments.append(_Dense(x))
-        offset += seg.size
-    env[stage.getOutputCol()] = _Vector(tuple(segments), vector.sources)
-
+from mlops_spark.compile.spark_stages import FEATURE_STAGES, Scalar, Value, Vector, dot, vector_input
 
 # --------------------------------------------------------------------------- pyspark.ml models
 
@@ -308,7 +101,7 @@ def _features_used(node: _Node, out: set[int]) -> None:
 Layer = tuple[tuple[str, Column], ...]
 
 
-def _leaf_layers(trees: Sequence[_Node], vector: _Vector) -> tuple[list[Layer], list[list[_Leaf]]]:
+def _leaf_layers(trees: Sequence[_Node], vector: Vector) -> tuple[list[Layer], list[list[_Leaf]]]:
     """Two layers: the vector slots the trees test, then each tree's leaf index (``__leaf{t}``),
     and each tree's leaves in index order."""
     used: set[int] = set()
@@ -357,7 +150,7 @@ def _thresholded(stage: Any, p0: Column, p1: Column, raw0: Column, raw1: Column)
     return F.when(raw1 > raw0, F.lit(1.0)).otherwise(F.lit(0.0))
 
 
-def _multinomial(stage: Any, vector: _Vector) -> _Outputs:
+def _multinomial(stage: Any, vector: Vector) -> _Outputs:
     """MLlib's multinomial logistic regression: margins, then softmax after subtracting the
     largest margin when it is positive, scaled by 1 / sum (as ``BLAS.scal``); prediction is
     the first largest margin (no thresholds)."""
@@ -367,7 +160,7 @@ def _multinomial(stage: Any, vector: _Vector) -> _Outputs:
     intercepts = stage.interceptVector.toArray().tolist()
     k = len(intercepts)
     margin_layer: Layer = tuple(
-        (f"__margin{c}", _dot(vector, matrix[c].tolist()) + F.lit(float(b))) for c, b in enumerate(intercepts)
+        (f"__margin{c}", dot(vector, matrix[c].tolist()) + F.lit(float(b))) for c, b in enumerate(intercepts)
     )
     margins = [F.col(f"__margin{c}") for c in range(k)]
     largest = F.array_max(F.array(*margins))
@@ -384,7 +177,7 @@ def _multinomial(stage: Any, vector: _Vector) -> _Outputs:
     )
 
 
-def _logistic_regression(stage: Any, vector: _Vector) -> _Outputs:
+def _logistic_regression(stage: Any, vector: Vector) -> _Outputs:
     if stage.numClasses != 2 or stage.coefficientMatrix.numRows != 1:
         raise NotCompilableError("LogisticRegression: a multinomial model takes _multinomial")
     margin = F.col("__margin")
@@ -406,7 +199,7 @@ def _logistic_regression(stage: Any, vector: _Vector) -> _Outputs:
         score = F.lit(1.0) / (F.lit(1.0) + F.exp(-margin))
         prediction = F.when(score > F.lit(threshold), F.lit(1.0)).otherwise(F.lit(0.0))
     margin_layer: Layer = (
-        ("__margin", _dot(vector, stage.coefficients.toArray().tolist()) + F.lit(float(stage.intercept))),
+        ("__margin", dot(vector, stage.coefficients.toArray().tolist()) + F.lit(float(stage.intercept))),
     )
     return _Outputs(prediction, p1, layers=(margin_layer,))
 
@@ -436,7 +229,7 @@ class _Outputs:
     layers: tuple[Layer, ...] = ()
 
 
-def _tree_ensemble(stage: Any, vector: _Vector, max_nodes: int) -> _Outputs:
+def _tree_ensemble(stage: Any, vector: Vector, max_nodes: int) -> _Outputs:
     """Regression and binary trees, forests and boosted trees, as MLlib computes them:
     regression = the (weighted) sum or mean of the trees' leaf values; binary GBT = a margin
     through the logistic link; binary tree / forest = the (normalised) class counts."""
@@ -482,7 +275,7 @@ def _tree_ensemble(stage: Any, vector: _Vector, max_nodes: int) -> _Outputs:
     return _Outputs(_thresholded(stage, p0, p1, raw0, raw1), p1, layers=tuple(layers))
 
 
-def _multiclass_trees(stage: Any, vector: _Vector, max_nodes: int) -> _Outputs:
+def _multiclass_trees(stage: Any, vector: Vector, max_nodes: int) -> _Outputs:
     """A multiclass decision tree (raw = the leaf's class counts) or random forest (raw = the
     sum of each tree's normalised counts): probabilities = raw / sum(raw), prediction = the
     first largest raw value (no thresholds)."""
@@ -518,13 +311,6 @@ def sequential_total(values: Sequence[float]) -> float:
     return total
 
 
-_FEATURE_STAGES: dict[str, Callable[[Any, dict[str, _Value]], None]] = {
-    "StringIndexerModel": _string_indexer,
-    "OneHotEncoderModel": _one_hot_encoder,
-    "ImputerModel": _imputer,
-    "VectorAssembler": _vector_assembler,
-    "StandardScalerModel": _standard_scaler,
-}
 _TREE_MODELS = {
     "DecisionTreeClassificationModel",
     "DecisionTreeRegressionModel",
@@ -557,23 +343,23 @@ def compile_spark_model(
 
     Raises `NotCompilableError` naming the first stage or setting that has no exact SQL form.
     """
-    env: dict[str, _Value] = {f.name: _Scalar(F.col(f.name), f.dataType, frozenset([f.name])) for f in schema}
+    env: dict[str, Value] = {f.name: Scalar(F.col(f.name), f.dataType, frozenset([f.name])) for f in schema}
     stages = _flatten(model)
     if not stages:
         raise NotCompilableError("the pipeline has no stages")
     names: list[str] = []
     for stage in stages[:-1]:
         kind = type(stage).__name__
-        handler = _FEATURE_STAGES.get(kind)
+        handler = FEATURE_STAGES.get(kind)
         if handler is None:
             raise NotCompilableError(
-                f"stage {kind} has no SQL compiler (supported: {', '.join(_FEATURE_STAGES)})"
+                f"stage {kind} has no SQL compiler (supported: {', '.join(FEATURE_STAGES)})"
             )
         handler(stage, env)
         names.append(kind)
     last = stages[-1]
     kind = type(last).__name__
-    vector = _vector(env, last.getFeaturesCol(), kind) if last.hasParam("featuresCol") else None
+    vector = vector_input(env, last.getFeaturesCol(), kind) if last.hasParam("featuresCol") else None
     if vector is None:
         raise NotCompilableError(f"the last stage {kind} is not a predictor")
     multiclass = getattr(last, "numClasses", 2) > 2 and kind != "LinearRegressionModel"
@@ -585,7 +371,7 @@ def compile_spark_model(
         out = _multiclass_trees(last, vector, max_tree_nodes)
     elif kind == "LinearRegressionModel":
         coefficients = last.coefficients.toArray().tolist()
-        out = _Outputs(_dot(vector, coefficients) + F.lit(float(last.intercept)))
+        out = _Outputs(dot(vector, coefficients) + F.lit(float(last.intercept)))
     elif kind in _TREE_MODELS:
         out = _tree_ensemble(last, vector, max_tree_nodes)
     else:
