@@ -15,7 +15,10 @@ setup(
     package_data={"mlops_spark": ["py.typed", "log4j2.properties"]},
     install_requires=[
         # delta-spark pins pyspark<=4.2.0; its 4.4.0 jar is the newest on Maven Central here
-        "pyspark==4.2.0",
+        # [connect]: the Spark Connect client's deps (grpcio, zstandard...). mlflow.spark imports
+        # pyspark.ml.connect; without them, in a process whose __main__ has no file (a
+        # pytest-xdist worker, `python -c`), pyspark takes itself for a doctest and sys.exit(0)s
+        "pyspark[connect]==4.2.0",
         "delta-spark==4.4.0",
         "mlflow>=3.17,<3.18",
         "pandas>=2.2,<3",
@@ -35,6 +38,7 @@ setup(
         "dev": [
             "pytest>=8",
             "pytest-timeout>=2.3",
+            "pytest-xdist>=3.6",
             "ruff>=0.6",
             "mypy>=1.10",
             "types-PyYAML",

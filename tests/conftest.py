@@ -27,6 +27,9 @@ FLIGHTS_CONF = ROOT / "conf" / "flights.yml"
 
 os.environ.setdefault("MLOPS_SPARK_LOG_LEVEL", "ERROR")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+# Spark settings for every JVM the tests start, subprocesses and spark-submit included
+# (spark-conf/spark-defaults.conf says which and why)
+os.environ.setdefault("SPARK_CONF_DIR", str(Path(__file__).resolve().parent / "spark-conf"))
 
 
 def child_environ(**extra: str) -> dict[str, str]:
