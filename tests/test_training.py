@@ -407,6 +407,14 @@ def test_train_job_logs_lineage_signature_and_registers_a_challenger(
     again = evaluate_model(loaded, prepare_training_frame(raw, config.model, "y", TABLE), config.model, "y")
     assert again["areaUnderROC"] == pytest.approx(metrics["test_areaUnderROC"], abs=1e-12)
 
+    # a version is loaded once per Spark application; another version, or the same number
+    # in another store (its own run), is loaded afresh
+    assert registry.load_spark_model(ref) is loaded
+    other = registry.ModelRef(ref.name, ref.version, "0" * 32)
+    with pytest.raises(mlflow.exceptions.MlflowException):
+        registry.load_spark_model(registry.ModelRef(ref.name, ref.version + 1, ref.run_id))
+    assert registry.load_spark_model(other) is not loaded
+
 
 def test_reproduce_gives_the_same_metrics_from_the_pinned_version_after_appends(
     spark: SparkSession, lake_root: str, mlflow_store: dict[str, str]
