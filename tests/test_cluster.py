@@ -155,7 +155,7 @@ def spark_submit(
         "--conf", str(FLIGHTS_CONF), "--env", "cluster",
         "--set", "split.train.from=2013-01-01", "--set", "split.train.to=2013-01-07",
         "--set", "split.test.from=2013-01-08", "--set", "split.test.to=2013-01-10",
-        "--set", "model.params.maxIter=10",
+        "--set", "model.params.maxIter=10", "--set", "model.tuning.max_evals=2",
         *job_args,
     ]  # fmt: skip
     return run_in_own_group(args, env, lake.parent, timeout=1800)

@@ -52,17 +52,20 @@ def test_pipeline_runs_twice_without_duplicates(
     spark: SparkSession, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """As a user: the embedded defaults (./lake, ./mlflow.db) in a fresh folder, two weeks of
-    data. The first run is the CLI in its own process; the rerun and the README's Python
-    block run in this process (as from a notebook), which only the lake and store connect."""
+    data, through the CLI's own main() (the console script is ``sys.exit(main())``), then the
+    README's Python block as from a notebook. Jobs as processes of their own, with their exit
+    codes, are tested where the process is the point: the score processes killed and run
+    concurrently in test_scoring.py, a notebook as a script, spark-submit on the cluster."""
     shutil.copytree(ROOT / "conf", tmp_path / "conf")
     lake_root = str(tmp_path / "lake")
     sets: list[str] = []
     for line in SMALL_RUN:
         sets += ["--set", line]
     days = ["--from", "2013-01-01", "--to", "2013-01-14"]
-    first = cli("pipeline", "--env", "local", *sets, *days, cwd=tmp_path)
-    assert first.returncode == 0, first.stderr[-3000:]
-    assert "pipeline done" in first.stderr
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["pipeline", "--env", "local", *sets, *days]) == 0
+    first = capsys.readouterr()
+    assert "pipeline done" in first.err, first.err[-3000:]
 
     predictions = spark.read.format("delta").load(f"{lake_root}/predictions/flights_delay")
     features = spark.read.format("delta").load(f"{lake_root}/features/flights")
@@ -72,8 +75,6 @@ def test_pipeline_runs_twice_without_duplicates(
     assert {r[0] for r in predictions.select("model_version").distinct().collect()} == {1}
     assert predictions.where(~F.col("probability").between(0.0, 1.0)).count() == 0
 
-    monkeypatch.chdir(tmp_path)
-    capsys.readouterr()
     assert cli_main(["pipeline", "--env", "local", *sets, *days]) == 0
     second = capsys.readouterr()
     assert "nothing new to score" in second.err, second.err[-3000:]
