@@ -13,6 +13,7 @@ the frames a job cached, so a test can check that jobs leave none of their own b
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -56,3 +57,37 @@ def session_caches(spark: SparkSession) -> SessionCaches:
         else:
             other.append(f"{rdd.id()}: {name} ({rdd.creationSite().shortForm()})")
     return SessionCaches(snapshots, tuple(sorted(other)))
+
+
+def live_broadcasts(spark: SparkSession, collect_garbage: bool = True) -> dict[int, int]:
+    """Broadcast id -> bytes, of the broadcasts the driver's block manager holds now.
+
+    Spark removes a broadcast (a broadcast join's table, a UDF's pickled function) once the
+    driver's JVM has garbage-collected its last reference (the ``ContextCleaner``), so with
+    ``collect_garbage`` this asks the JVM to collect first and waits up to a second for the
+    cleaner: what is left is what something still holds. Classic Spark only."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+
+    def held() -> dict[int, int]:
+        entries = jvm.org.apache.spark.SparkEnv.get().blockManager().blockInfoManager().entries()
+        sizes: dict[int, int] = {}
+        while entries.hasNext():
+            entry = entries.next()
+            block = entry._1()
+            if block.isBroadcast():
+                broadcast = int(block.broadcastId())
+                sizes[broadcast] = sizes.get(broadcast, 0) + int(entry._2().size())
+        return sizes
+
+    if not collect_garbage:
+        return held()
+    jvm.System.gc()
+    before = held()
+    for _ in range(10):  # the cleaner runs on its own thread after the collection
+        time.sleep(0.2)
+        now = held()
+        if now == before:
+            return now
+        before = now
+    return before

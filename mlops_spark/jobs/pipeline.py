@@ -22,17 +22,27 @@ from mlops_spark.jobs.validate import validate
 from mlops_spark.runtime import JobRun, pipeline_summary, progress
 from mlops_spark.session import get_spark
 
+Hook = Callable[[JobRun[Any]], None]
+
 
 def pipeline(
-    config: AppConfig, args: JobArgs = JobArgs(), spark: SparkSession | None = None
+    config: AppConfig,
+    args: JobArgs = JobArgs(),
+    spark: SparkSession | None = None,
+    after_each: Hook | None = None,
 ) -> list[JobRun[Any]]:
     """ingest -> validate -> features -> train -> promote -> score (-> the segmented model's
     train, promote and score when configured) -> monitor -> retrain, each a full job with
     its own audit row. Training runs when there is no champion yet; later, the retrain job
-    retrains when monitoring says so. A rerun with nothing new only says that nothing is new."""
+    retrains when monitoring says so. A rerun with nothing new only says that nothing is new.
+
+    ``after_each`` is called with each finished job's run before the next job starts (a
+    notebook's progress display; a test's check of what the session holds between stages)."""
     spark = spark or get_spark(config.spark, app_name="mlops-spark-pipeline")
     started = time.time()
     done: list[JobRun[Any]] = []
+    run = _runner(done, after_each)
+
     # The date range says which days to play back from the source; every later stage is
     # incremental, so it only picks up partitions it has not processed yet.
     steps: list[tuple[str, Callable[[], JobRun[Any]]]] = [
@@ -42,30 +52,32 @@ def pipeline(
     ]
     for name, step in steps:
         progress(f"== {name}")
-        done.append(step())
+        run(step)
     # The first run trains and promotes; after that, models change only when the retrain
     # job (driven by monitoring) says so, as in production.
     if not _has_champion(config, config.mlflow.model_name):
         progress("== train")
-        done.append(train(config, JobArgs(), spark))
+        run(lambda: train(config, JobArgs(), spark))
         progress("== promote")
-        done.append(promote(config, JobArgs(), spark))
+        run(lambda: promote(config, JobArgs(), spark))
     else:
         progress("== train: a champion exists; retraining is the retrain job's call (below)")
     progress("== score")
-    done.append(score(config, JobArgs(maintenance=args.maintenance), spark))
-    done += segmented_steps(config, spark)
+    run(lambda: score(config, JobArgs(maintenance=args.maintenance), spark))
+    done += segmented_steps(config, spark, after_each)
     progress("== monitor")
-    done.append(monitor(config, JobArgs(), spark))
+    run(lambda: monitor(config, JobArgs(), spark))
     progress("== retrain")
-    done.append(retrain(config, JobArgs(), spark))
+    run(lambda: retrain(config, JobArgs(), spark))
     took = time.time() - started
     print(pipeline_summary(done, took), flush=True)
     progress(f"== pipeline done in {took:.0f}s: " + " -> ".join(c.job for c in done))
     return done
 
 
-def segmented_steps(config: AppConfig, spark: SparkSession) -> list[JobRun[Any]]:
+def segmented_steps(
+    config: AppConfig, spark: SparkSession, after_each: Hook | None = None
+) -> list[JobRun[Any]]:
     """The segmented model's train and promote (when it has no champion yet) and score; its
     score is skipped, with a line that says so, when the gate refused its first model."""
     if config.segmented is None:
@@ -75,20 +87,34 @@ def segmented_steps(config: AppConfig, spark: SparkSession) -> list[JobRun[Any]]
     from mlops_spark.jobs.train_segmented import train_segmented
 
     done: list[JobRun[Any]] = []
+    run = _runner(done, after_each)
+
     name = config.segmented.model_name
     has_champion = _has_champion(config, name)
     if not has_champion:
         progress("== train_segmented")
-        done.append(train_segmented(config, JobArgs(), spark))
+        run(lambda: train_segmented(config, JobArgs(), spark))
         progress("== promote_segmented")
-        done.append(promote_segmented(config, JobArgs(), spark))
+        run(lambda: promote_segmented(config, JobArgs(), spark))
         has_champion = _has_champion(config, name)  # the gate may refuse, or wait for approval
     if has_champion:
         progress("== score_segmented")
-        done.append(score_segmented(config, JobArgs(), spark))
+        run(lambda: score_segmented(config, JobArgs(), spark))
     else:  # its gate refused the first model: nothing to score with; the flow goes on
         progress(f"== score_segmented: skipped, {name} has no @{config.scoring.alias} (its gate refused it)")
     return done
+
+
+def _runner(done: list[JobRun[Any]], after_each: Hook | None) -> Callable[[Callable[[], JobRun[Any]]], None]:
+    """Runs a step, keeps its run in ``done`` and hands it to the hook."""
+
+    def run(step: Callable[[], JobRun[Any]]) -> None:
+        finished = step()
+        done.append(finished)
+        if after_each is not None:
+            after_each(finished)
+
+    return run
 
 
 def _has_champion(config: AppConfig, name: str) -> bool:
