@@ -437,6 +437,9 @@ def conf_file(raw: dict[str, Any], tmp_path: Path, lake_root: str | None = None)
     data = json.loads(json.dumps(raw))
     if lake_root is not None:
         data["lake"]["root"] = lake_root
+    # the jobs these files drive are short score runs in their own JVM: C1-only JIT starts
+    # them sooner (docs/performance.md, "JVM options")
+    data.setdefault("spark", {})["jit"] = "quick"
     path = tmp_path / "conf" / "toy.yml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data))
