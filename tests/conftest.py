@@ -191,3 +191,33 @@ def flights_lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) 
 def flights_copy(flights_lake: FlightsLake, tmp_path: Path) -> FlightsLake:
     """A private copy of the shared flights lake and registry for a test that writes."""
     return flights_lake.copy_to(tmp_path / "flights")
+
+
+# --------------------------------------------------------------------------- test order
+
+SLOW_FILES_FIRST = (
+    "test_cluster.py",
+    "test_scoring.py",
+    "test_notebooks.py",
+    "test_retrain.py",
+    "test_examples.py",
+    "test_e2e.py",
+    "test_segmented.py",
+    "test_calibration.py",
+    "test_submit.py",
+    "test_tasks.py",
+    "test_training.py",
+    "test_features.py",
+)
+"""The files that took longest in `make test` (its --durations), longest first."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Longest files first, the many short ones last (longest-processing-time-first).
+
+    `make test` hands whole files to two xdist workers in collection order
+    (--no-loadscope-reorder; xdist's own order, most tests first, put the few-test,
+    several-minute files such as the cluster's at the end, where one worker ran them while
+    the other had nothing left). The order within a file is unchanged."""
+    rank = {name: i for i, name in enumerate(SLOW_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
