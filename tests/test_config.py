@@ -324,7 +324,7 @@ def test_print_config_shows_each_value_with_the_layer_that_set_it(
         "model.tuning.parallelism: 1  # default",  # dropped by --set-replace: the framework's default
         f'lake.root: "./lake"  # {conf_dir / "base.yml"}',
         f"spark.shuffle_partitions: 8  # {conf_dir / 'local.yml'}",
-        '# at run time $MLOPS_SPARK_MASTER=local[1] wins over spark.master',
+        "# at run time $MLOPS_SPARK_MASTER=local[1] wins over spark.master",
     ):
         assert expected in lines, expected
     keys = [line.split(":")[0] for line in lines if not line.startswith("#")]

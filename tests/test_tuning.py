@@ -26,15 +26,18 @@ from mlops_spark.training.fit import tuning_holdout
 from mlops_spark.tuning import (
     HyperoptTuner,
     Objective,
+    OptunaTuner,
     TrialCallback,
     TrialOutcome,
     TrialResult,
     TuningResult,
     hyperopt_space,
+    make_tuner,
     tune_sklearn,
     tune_spark_pipeline,
 )
 
+from .conftest import FlightsLake
 from .test_training import TABLE, days, synthetic_config, synthetic_frame, write_features
 
 
@@ -68,7 +71,9 @@ def test_search_space_dimensions_sample_within_bounds_and_types() -> None:
     assert {s["impurity"] for s in samples} == {"gini", "entropy"}
 
 
-# --------------------------------------------------------------------------- hyperopt tuner
+# --------------------------------------------------------------------------- the tuners
+
+TUNERS = {"hyperopt": HyperoptTuner, "optuna": OptunaTuner}
 
 
 def bowl(params: dict[str, Any]) -> TrialOutcome:
@@ -84,10 +89,12 @@ BOWL = {
 }
 
 
-def test_tpe_minimises_within_the_budget_and_is_seeded() -> None:
-    settings = tuning(BOWL, max_evals=40, startup_trials=10)
+@pytest.mark.parametrize("name", sorted(TUNERS))
+def test_tpe_minimises_within_the_budget_and_is_seeded(name: str) -> None:
+    settings = tuning(BOWL, max_evals=40, startup_trials=10, tuner=name)
+    assert isinstance(make_tuner(settings), TUNERS[name])
     seen: list[TrialResult] = []
-    result = HyperoptTuner().minimize(bowl, settings, seed=5, on_trial=seen.append)
+    result = make_tuner(settings).minimize(bowl, settings, seed=5, on_trial=seen.append)
     assert len(result.trials) == 40 and not result.stopped_early
     assert [t.number for t in seen] == list(range(40))  # reported as they finished, on the driver
     assert result.best.loss is not None and result.best.loss < 0.5
@@ -98,30 +105,34 @@ def test_tpe_minimises_within_the_budget_and_is_seeded() -> None:
     assert min(t.loss for t in result.trials[10:] if t.loss is not None) < min(
         t.loss for t in result.trials[:10] if t.loss is not None
     )
-    same = HyperoptTuner().minimize(bowl, settings, seed=5)
-    other = HyperoptTuner().minimize(bowl, settings, seed=6)
+    same = make_tuner(settings).minimize(bowl, settings, seed=5)
+    other = make_tuner(settings).minimize(bowl, settings, seed=6)
     assert [t.params for t in same.trials] == [t.params for t in result.trials]
     assert [t.params for t in other.trials] != [t.params for t in result.trials]
 
 
-def test_early_stop_ends_the_search_after_rounds_without_progress() -> None:
-    flat = tuning(BOWL, max_evals=20, early_stop_rounds=3)
-    stopped = HyperoptTuner().minimize(lambda p: TrialOutcome(1.0), flat, seed=1)
-    # hyperopt's no_progress_loss counts the first trial as a round
-    assert len(stopped.trials) == 3 and stopped.stopped_early
+@pytest.mark.parametrize(("name", "trials_when_flat"), [("hyperopt", 3), ("optuna", 4)])
+def test_early_stop_ends_the_search_after_rounds_without_progress(name: str, trials_when_flat: int) -> None:
+    flat = tuning(BOWL, max_evals=20, early_stop_rounds=3, tuner=name)
+    stopped = make_tuner(flat).minimize(lambda p: TrialOutcome(1.0), flat, seed=1)
+    # hyperopt's no_progress_loss counts the first trial as a round; Optuna's stop rule
+    # counts the trials after the best one (here: the first)
+    assert len(stopped.trials) == trials_when_flat and stopped.stopped_early
 
     counter = itertools.count()
-    improving = HyperoptTuner().minimize(lambda p: TrialOutcome(-float(next(counter))), flat, seed=1)
+    improving = make_tuner(flat).minimize(lambda p: TrialOutcome(-float(next(counter))), flat, seed=1)
     assert len(improving.trials) == 20 and not improving.stopped_early
 
 
-def test_failing_trials_are_recorded_and_all_failing_is_a_job_failure() -> None:
+@pytest.mark.parametrize("name", sorted(TUNERS))
+def test_failing_trials_are_recorded_and_all_failing_is_a_job_failure(name: str) -> None:
     def fragile(params: dict[str, Any]) -> TrialOutcome:
         if params["x"] > 0:
             raise ValueError(f"x must be <= 0 (got {params['x']:.2f})")
         return TrialOutcome(-params["x"])
 
-    result = HyperoptTuner().minimize(fragile, tuning(BOWL, max_evals=12), seed=3)
+    settings = tuning(BOWL, max_evals=12, tuner=name)
+    result = make_tuner(settings).minimize(fragile, settings, seed=3)
     failed = [t for t in result.trials if t.status == "failed"]
     assert failed and len(failed) < 12
     assert all(t.error and t.error.startswith("ValueError: x must be <= 0") for t in failed)
@@ -131,9 +142,21 @@ def test_failing_trials_are_recorded_and_all_failing_is_a_job_failure() -> None:
     def broken(params: dict[str, Any]) -> TrialOutcome:
         raise RuntimeError("no data")
 
-    none_ok = HyperoptTuner().minimize(broken, tuning(BOWL, max_evals=3), seed=3)
+    few = tuning(BOWL, max_evals=3, tuner=name)
+    none_ok = make_tuner(few).minimize(broken, few, seed=3)
     with pytest.raises(JobFailed, match=r"all 3 trial\(s\) failed; the first error: RuntimeError: no data"):
         _ = none_ok.best
+
+
+def test_optuna_is_refused_for_parallel_trials_and_an_unknown_tuner_is_a_config_error() -> None:
+    from mlops_spark.config import load_config
+
+    from .conftest import FLIGHTS_CONF
+
+    with pytest.raises(ConfigError, match=r"model.tuning: .*parallelism 2 runs trials as Spark tasks"):
+        load_config(FLIGHTS_CONF, "local", ["model.tuning.tuner=optuna", "model.tuning.parallelism=2"])
+    with pytest.raises(ConfigError, match=r"model.tuning.tuner: Input should be 'hyperopt' or 'optuna'"):
+        load_config(FLIGHTS_CONF, "local", ["model.tuning.tuner=skopt"])
 
 
 # --------------------------------------------------------------------------- pyspark.ml path
@@ -366,3 +389,32 @@ def test_tune_sklearn_runs_trials_on_spark_and_logs_each_as_a_nested_run(
     missing = model.model_copy(update={"sklearn": nope})
     with pytest.raises(ConfigError, match=r"model\.sklearn\.estimator: cannot import 'sklearn\.Nope'"):
         tune_sklearn(spark, missing, train_xy, val_xy)
+
+
+@pytest.mark.parametrize("name", sorted(TUNERS))
+def test_the_demo_search_runs_with_each_tuner(
+    name: str, spark: SparkSession, flights_copy: FlightsLake
+) -> None:
+    """conf/flights.yml's own search (regParam, elasticNetParam) on the real flights lake,
+    through the train job, with `model.tuning.tuner` set to each tuner."""
+    config = flights_copy.config(**{"model.tuning.tuner": name})
+    assert config.model.tuning is not None
+    space = config.model.tuning.search_space
+    assert set(space) == {"regParam", "elasticNetParam"}
+    trained = train(config, spark=spark)
+    client = mlflow.MlflowClient()
+    parent = client.get_run(trained.result.run_id)
+    assert parent.data.tags["mlops.tuning.tuner"] == TUNERS[name].__name__
+    children = registry.child_runs(parent.info.run_id)
+    assert len(children) == config.model.tuning.max_evals == 2
+    for child in children:
+        assert set(child.data.params) == set(space)
+        for key, dim in space.items():
+            assert dim.low is not None and dim.high is not None
+            assert dim.low <= float(child.data.params[key]) <= dim.high
+        assert child.data.metrics["loss"] == -child.data.metrics["val_areaUnderROC"]
+    best = min(children, key=lambda c: c.data.metrics["loss"])
+    assert {k: float(parent.data.params[f"tuning.best.{k}"]) for k in space} == {
+        k: float(best.data.params[k]) for k in space
+    }
+    assert parent.data.metrics["test_areaUnderROC"] > 0.5

@@ -54,6 +54,9 @@ class SearchDimension(StrictModel):
 
 
 class TuningConfig(StrictModel):
+    tuner: Literal["hyperopt", "optuna"] = "hyperopt"
+    """The search library: hyperopt (TPE; trials as Spark tasks with parallelism > 1) or
+    Optuna (TPE; trials on the driver, one at a time; works over Spark Connect)."""
     max_evals: Annotated[int, Field(ge=1)] = 8
     early_stop_rounds: Annotated[int, Field(ge=0)] = 0
     """Stop after this many trials without improvement (0: never)."""
@@ -68,6 +71,15 @@ class TuningConfig(StrictModel):
     """Without split.validation, trials are scored on the last days of the train range (this
     many; None: a quarter of it) and fitted on the days before; the final model is then
     fitted on the whole train range with the best params."""
+
+    @model_validator(mode="after")
+    def _tuner_runs_trials(self) -> TuningConfig:
+        if self.tuner == "optuna" and self.parallelism > 1:
+            raise ValueError(
+                f"parallelism {self.parallelism} runs trials as Spark tasks, which only tuner 'hyperopt' "
+                "does (SparkTrials); tuner 'optuna' runs them one at a time on the driver"
+            )
+        return self
 
 
 class SklearnConfig(StrictModel):

@@ -160,7 +160,7 @@ def _tune_segment(
     row: dict[str, Any],
 ) -> tuple[dict[str, Any], str | None]:
     """Hyperopt in this process (trials one after another inside the segment's task)."""
-    from mlops_spark.tuning import HyperoptTuner, TrialOutcome
+    from mlops_spark.tuning import TrialOutcome, make_tuner
     from mlops_spark.tuning.sklearn import sklearn_metrics
 
     y_val = val[spec.label].astype("float64")
@@ -174,7 +174,7 @@ def _tune_segment(
         value = metrics[tuning.metric]
         return TrialOutcome(-value if tuning.higher_is_better else value, metrics)
 
-    result = HyperoptTuner().minimize(objective, tuning.settings, spec.seed)
+    result = make_tuner(tuning.settings).minimize(objective, tuning.settings, spec.seed)
     best = result.best  # raises when every trial failed: the segment fails with that error
     row["tuning_trials"] = len(result.trials)
     row["validation_loss"] = best.loss

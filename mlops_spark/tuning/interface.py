@@ -1,10 +1,11 @@
 """Hyperparameter search behind a small interface.
 
 `Tuner` is the seam: it minimises a loss over the configured search space and reports
-every trial. `HyperoptTuner` (TPE, early stop after rounds without progress) is the one
-shipped; another search library can replace it by implementing `Tuner.minimize`
-(hyperopt is in maintenance mode, and its `SparkTrials` needs a classic Spark driver:
-it does not work over Spark Connect).
+every trial. Two ship, picked by `model.tuning.tuner`: `HyperoptTuner` (TPE, early stop
+after rounds without progress, `SparkTrials` for parallel trials) and `OptunaTuner` (TPE,
+the same early stop, trials on the driver). Another search library plugs in by implementing
+`Tuner.minimize` (hyperopt is in maintenance mode, and its `SparkTrials` needs a classic
+Spark driver: it does not work over Spark Connect).
 
 Two ways to use it:
 

@@ -12,9 +12,9 @@ import numpy as np
 from mlops_spark.config import ModelConfig, SklearnConfig
 from mlops_spark.errors import ConfigError, JobFailed
 from mlops_spark.metrics import Task
-from mlops_spark.tuning.hyperopt import HyperoptTuner
 from mlops_spark.tuning.interface import Objective, TrialOutcome, Tuner, TuningResult
 from mlops_spark.tuning.tracking import active_run_id, log_summary, mlflow_trial_logger, tuning_metric
+from mlops_spark.tuning.tuners import make_tuner
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -156,12 +156,13 @@ def tune_sklearn(
     )
     parent = active_run_id()
     on_trial = mlflow_trial_logger(parent) if parent else None
-    result = (tuner or HyperoptTuner(spark)).minimize(objective, settings, seed, on_trial)
+    tuner = tuner or make_tuner(settings, spark)
+    result = tuner.minimize(objective, settings, seed, on_trial)
     best = make_learner(learner, result.best_params, seed)
     if weights is not None:
         best.fit(train[0], train[1], sample_weight=weights)
     else:
         best.fit(train[0], train[1])
     if parent:
-        log_summary(parent, result, name, "sklearn")
+        log_summary(parent, result, name, "sklearn", tuner)
     return SklearnTuning(result=result, model=best, metric=name)

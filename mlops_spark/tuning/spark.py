@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 from mlops_spark.config import AppConfig
 from mlops_spark.errors import ConfigError, JobFailed
-from mlops_spark.tuning.hyperopt import HyperoptTuner
 from mlops_spark.tuning.interface import TrialOutcome, Tuner, TuningResult
 from mlops_spark.tuning.tracking import active_run_id, log_summary, mlflow_trial_logger, tuning_metric
+from mlops_spark.tuning.tuners import make_tuner
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -76,13 +76,14 @@ def tune_spark_pipeline(
         f"{n_val:,} validation rows, optimising validation {metric}"
     )
     try:
-        result = (tuner or HyperoptTuner()).minimize(objective, settings, seed, on_trial)
+        tuner = tuner or make_tuner(settings)
+        result = tuner.minimize(objective, settings, seed, on_trial)
     finally:
         train_vec.unpersist()
         val_vec.unpersist()
     best = result.best
     if parent:
-        log_summary(parent, result, metric, "spark")
+        log_summary(parent, result, metric, "spark", tuner)
     stop = ", stopped early" if result.stopped_early else ""
     ctx.say(
         f"tuned: {len(result.trials)} trials in {result.seconds:.0f}s{stop}; best trial {best.number} "

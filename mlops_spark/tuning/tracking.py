@@ -43,7 +43,7 @@ def mlflow_trial_logger(
     return log
 
 
-def log_summary(parent_run_id: str, result: TuningResult, metric: str, kind: str) -> None:
+def log_summary(parent_run_id: str, result: TuningResult, metric: str, kind: str, tuner: object) -> None:
     from mlops_spark import registry
 
     best = result.best
@@ -59,6 +59,7 @@ def log_summary(parent_run_id: str, result: TuningResult, metric: str, kind: str
         },
         tags={
             "mlops.tuning.kind": kind,
+            "mlops.tuning.tuner": type(tuner).__name__,
             "mlops.tuning.metric": metric,
             "mlops.tuning.stopped_early": str(result.stopped_early).lower(),
             "mlops.tuning.best_trial": str(best.number),
