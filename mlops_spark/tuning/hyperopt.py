@@ -17,7 +17,13 @@ import numpy as np
 
 from mlops_spark.config import SearchDimension, TuningConfig
 from mlops_spark.errors import ConfigError
-from mlops_spark.tuning.interface import Objective, TrialCallback, TrialResult, TuningResult
+from mlops_spark.tuning.interface import (
+    Objective,
+    TrialCallback,
+    TrialResult,
+    TuningResult,
+    default_startup_trials,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -50,11 +56,6 @@ def hyperopt_space(space: Mapping[str, SearchDimension]) -> dict[str, Any]:
             expr = hp.quniform(name, dim.low, dim.high, dim.q)
             out[name] = scope.int(expr) if _integral(dim.low, dim.high, dim.q) else expr
     return out
-
-
-def default_startup_trials(max_evals: int) -> int:
-    """Random trials before TPE starts modelling: a third of the budget, 2 to 20."""
-    return min(20, max(2, max_evals // 3))
 
 
 def _native(value: Any) -> Any:

@@ -89,6 +89,11 @@ class TuningResult:
         return 60.0 * len(self.trials) / self.seconds if self.seconds > 0 else float("nan")
 
 
+def default_startup_trials(max_evals: int) -> int:
+    """Random trials before TPE starts modelling (both tuners): a third of the budget, 2 to 20."""
+    return min(20, max(2, max_evals // 3))
+
+
 Objective = Callable[[dict[str, Any]], TrialOutcome]
 """Params -> outcome. Must be picklable when a tuner runs trials on executors."""
 

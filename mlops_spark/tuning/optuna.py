@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from mlops_spark.config import SearchDimension, TuningConfig
 from mlops_spark.errors import ConfigError
-from mlops_spark.tuning.interface import Objective, TrialCallback, TrialResult, TuningResult
+from mlops_spark.tuning.interface import (
+    Objective,
+    TrialCallback,
+    TrialResult,
+    TuningResult,
+    default_startup_trials,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -76,8 +82,6 @@ class OptunaTuner:
                 "model.tuning.tuner is 'optuna' but optuna is not installed: "
                 "pip install 'mlops-spark[optuna]'"
             ) from exc
-        from mlops_spark.tuning.hyperopt import default_startup_trials
-
         if not settings.search_space:
             raise ConfigError("model.tuning.search_space is empty: nothing to tune")
         optuna.logging.set_verbosity(optuna.logging.WARNING)
