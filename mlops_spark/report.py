@@ -46,7 +46,8 @@ class ReportInput:
 
 
 def _png(fig: Figure) -> str:
-    # every chart lays itself out (tight_layout); bbox_inches="tight" would draw it twice
+    # every chart lays itself out (tight_layout, or a constrained layout for the heatmaps);
+    # bbox_inches="tight" would draw it twice
     # to crop a few pixels of margin (30% of the page's render time, measured)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
